@@ -1,0 +1,52 @@
+"""The backend protocol: an expert (model + runtime) that answers one tool.
+
+A tool may have several backends; each says what it needs and whether it can run here. Choosing
+among them is a visible step: the choice and its reason land in the trace.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+
+@dataclass(frozen=True)
+class Availability:
+    ok: bool
+    reason: str = ""
+    fix: str | None = None  # the exact command or setting that makes it available
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+class Backend(ABC):
+    """One expert for one tool.
+
+    Subclasses set ``tool``, ``name``, ``model`` and ``version``; ``availability`` must be cheap
+    (no weights loaded); ``run`` does the work with arguments already validated by the tool.
+    """
+
+    tool: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    model: ClassVar[str] = ""
+    version: ClassVar[str] = ""
+    priority: ClassVar[int] = 0  # higher wins when several backends are available and suitable
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Whether this backend can run here, and if not, why and how to fix it."""
+
+    def suits(self, args: dict[str, Any]) -> tuple[bool, str]:
+        """Whether this backend suits these arguments (e.g. the query is in its vocabulary), and why."""
+        return True, f"{self.name} is available"
+
+    @abstractmethod
+    def run(self, **args: Any) -> Any:
+        """Answer the tool for these (validated) arguments."""
+
+    def describe(self) -> dict[str, Any]:
+        a = self.availability()
+        return {"tool": self.tool, "backend": self.name, "model": self.model, "version": self.version,
+                "available": a.ok, "reason": a.reason, "fix": a.fix}

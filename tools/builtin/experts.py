@@ -1,0 +1,212 @@
+"""Model-backed tools (experts): detection, OCR, VQA, captioning, depth; and VisProg's LOC.
+
+The expert tools are declared here; their backends come from other packages (entry points). With
+no backend installed, calling one raises :class:`BackendUnavailable` naming the tool and the fix.
+
+Backend contract (what ``backend.run`` receives and must return), per tool:
+
+- ``detect``: ``run(image=Image, labels=list[str], threshold=float) -> Detections`` with boxes in
+  the given image's own pixels, labelled with the query label they answer, scored 0..1.
+- ``ocr``: ``run(image=Image) -> TextLines`` with boxes in the given image's own pixels.
+- ``ask``: ``run(image=Image, question=str, choices=list[str]) -> str`` (choices may be empty).
+- ``caption``: ``run(image=Image) -> str``.
+- ``depth``: ``run(image=Image) -> DepthMap`` over the given image's pixel grid, convention stated.
+
+The tools map boxes back to root-image pixels (``image.to_root``), so crops compose.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from vistrace.errors import ToolArgumentError, ToolError
+from vistrace.values import Box, DepthMap, Detections, Image, TextLine, TextLines
+
+from ..backends import Backend
+from ..registry import ToolContext, tool
+
+REGION_NAMES = ("TOP", "BOTTOM", "LEFT", "RIGHT")
+VISPROG_LOC_THRESHOLD = 0.1  # VisProg LocInterpreter(thresh=0.1, nms_thresh=0.5)
+VISPROG_LOC_NMS = 0.5
+
+
+def split_labels(query: str) -> list[str]:
+    """The labels of a comma-separated query, trimmed, empty ones dropped."""
+    return [q.strip() for q in str(query).split(",") if q.strip()]
+
+
+def region_box(image: Image, name: str) -> Box:
+    """VisProg LOC's half-image box for TOP/BOTTOM/LEFT/RIGHT, in root pixels.
+
+    Computed in the image's own pixel grid exactly as VisProg does (``w-1``/``h-1`` edges,
+    ``int(h/2)`` / ``int(w/2)`` splits), then mapped to the root.
+    """
+    w, h = image.size
+    boxes = {
+        "TOP": (0, 0, w - 1, int(h / 2)),
+        "BOTTOM": (0, int(h / 2), w - 1, h - 1),
+        "LEFT": (0, 0, int(w / 2), h - 1),
+        "RIGHT": (int(w / 2), 0, w - 1, h - 1),
+    }
+    if name not in boxes:
+        raise ToolArgumentError(f"region name must be one of {', '.join(REGION_NAMES)}, got {name!r}")
+    return image.to_root(Box(*boxes[name], label=name))
+
+
+def _check_query(value: object) -> str | None:
+    if not isinstance(value, str):
+        return None
+    if not split_labels(value):
+        return "detect needs at least one object name, e.g. 'dog' or 'dog,cat'"
+    if value.strip() in REGION_NAMES:
+        return f"{value!r} is a VisProg region name, not an object: use region(image, {value!r}) or LOC"
+    return None
+
+
+def _check_loc_object(value: object) -> str | None:
+    if isinstance(value, str) and value.strip().upper() in REGION_NAMES and value not in REGION_NAMES:
+        return f"region names are upper-case: use {value.strip().upper()!r}, not {value!r}"
+    if isinstance(value, str) and not value.strip():
+        return "LOC needs an object name or one of TOP, BOTTOM, LEFT, RIGHT"
+    return None
+
+
+def _expect(value: Any, kind: type, tool_name: str, backend: Backend) -> Any:
+    if not isinstance(value, kind):
+        raise ToolError(f"backend '{backend.name}' of {tool_name} returned {type(value).__name__}, "
+                        f"expected {kind.__name__}")
+    return value
+
+
+@tool(category="expert", expert=True, literal_checks={"query": _check_query})
+def detect(image: Image, query: str, threshold: float = 0.0, backend: Backend = None) -> Detections:
+    """Find objects named in a comma-separated query; boxes in root-image pixels, best first.
+
+    Boxes found in a crop are mapped back to the root image. Detections scoring below
+    ``threshold`` are dropped (0 keeps whatever the backend returns).
+
+    Args:
+        image: The image (or a crop of one) to search.
+        query: Object names separated by commas, e.g. 'dog' or 'red car,person'.
+        threshold: Lowest confidence kept, 0..1.
+
+    Returns:
+        The detections, most confident first, labelled with the query name they answer.
+    """
+    labels = split_labels(query)
+    if not labels:
+        raise ToolArgumentError(_check_query(query) or f"detect: empty query {query!r}")
+    found = _expect(backend.run(image=image, labels=labels, threshold=threshold), Detections, "detect", backend)
+    boxes = [b for b in image.to_root(found) if b.score is None or b.score >= threshold]
+    dets = Detections(boxes, query=",".join(labels), image_size=image.root_size)
+    return dets.sorted_by("score")
+
+
+@tool(category="expert", expert=True)
+def ocr(image: Image, backend: Backend = None) -> TextLines:
+    """Read the text in an image: lines with boxes (root-image pixels) and confidences.
+
+    Args:
+        image: The image (or a crop of one) to read.
+
+    Returns:
+        The recognised lines in reading order.
+    """
+    found = _expect(backend.run(image=image), TextLines, "ocr", backend)
+
+    def to_root(line: TextLine) -> TextLine:
+        return TextLine(line.text, image.to_root(line.box), line.confidence, tuple(to_root(w) for w in line.words))
+
+    return TextLines(to_root(line) for line in found)
+
+
+@tool(category="expert", expert=True)
+def ask(image: Image, question: str, choices: str = "", backend: Backend = None) -> str:
+    """Answer a question about an image in a few words (visual question answering).
+
+    Args:
+        image: The image (or a crop of one) the question is about.
+        question: The question, e.g. 'What color is the car?'.
+        choices: Optional comma-separated answers to choose from, e.g. 'yes,no'.
+
+    Returns:
+        The answer text.
+    """
+    if not question.strip():
+        raise ToolArgumentError("ask needs a non-empty question")
+    options = [c.strip() for c in choices.split(",") if c.strip()]
+    answer = _expect(backend.run(image=image, question=question, choices=options), str, "ask", backend)
+    return answer.strip()
+
+
+@tool(category="expert", expert=True)
+def caption(image: Image, backend: Backend = None) -> str:
+    """Describe an image in one sentence.
+
+    Args:
+        image: The image (or a crop of one) to describe.
+
+    Returns:
+        The caption.
+    """
+    return _expect(backend.run(image=image), str, "caption", backend).strip()
+
+
+@tool(category="expert", expert=True)
+def depth(image: Image, backend: Backend = None) -> DepthMap:
+    """Estimate per-pixel depth; the map states whether larger values are nearer or farther.
+
+    The map covers the given image's pixel grid (the root image's when it is not a crop); map a
+    root box into it with ``image.from_root(box)``.
+
+    Args:
+        image: The image (or a crop of one) to estimate depth for.
+
+    Returns:
+        The depth map, with its convention ('larger_is_nearer' or 'larger_is_farther').
+    """
+    dm = _expect(backend.run(image=image), DepthMap, "depth", backend)
+    if (dm.width, dm.height) != image.size:
+        raise ToolError(f"backend '{backend.name}' of depth returned a {dm.width}x{dm.height} map "
+                        f"for a {image.width}x{image.height} image")
+    return dm
+
+
+@tool(category="image")
+def region(image: Image, name: Literal["TOP", "BOTTOM", "LEFT", "RIGHT"]) -> Detections:
+    """The top, bottom, left or right half of an image as a box (VisProg LOC region names).
+
+    Args:
+        image: The image (or a crop of one).
+        name: 'TOP', 'BOTTOM', 'LEFT' or 'RIGHT' (upper-case, as VisProg writes them).
+
+    Returns:
+        One box covering that half, in root-image pixels.
+    """
+    return Detections([region_box(image, name)], query=name, image_size=image.root_size)
+
+
+@tool(category="image", literal_checks={"object": _check_loc_object})
+def loc(image: Image, object: str, ctx: ToolContext = None) -> Detections:
+    """Locate an object (VisProg LOC): TOP/BOTTOM/LEFT/RIGHT give a half-image box, else detect.
+
+    For object names VisProg's settings apply: detections above 0.1 confidence, non-maximum
+    suppression at IoU 0.5, best first.
+
+    Args:
+        image: The image (or a crop of one) to search.
+        object: An object name, or one of the region names TOP, BOTTOM, LEFT, RIGHT.
+
+    Returns:
+        The boxes found, in root-image pixels.
+    """
+    if object in REGION_NAMES:
+        return Detections([region_box(image, object)], query=object, image_size=image.root_size)
+    problem = _check_loc_object(object)
+    if problem:
+        raise ToolArgumentError(problem)
+    dets = ctx.call("detect", image=image, query=object, threshold=VISPROG_LOC_THRESHOLD)
+    return dets.nms(VISPROG_LOC_NMS)
+
+
+TOOLS = (detect, ocr, ask, caption, depth, region, loc)

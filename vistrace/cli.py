@@ -1,0 +1,244 @@
+"""The ``vistrace`` command line.  Heavy modules load inside the commands, so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="vistrace: run visual programs against expert tools; every step lands in a trace.")
+
+EXIT_OK, EXIT_RUNTIME, EXIT_REJECTED = 0, 1, 2
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _fail(message: str, code: int, hint: str | None = None) -> None:
+    err = _console(stderr=True)
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    if hint:
+        err.print(f"[dim]hint: {hint}[/]", markup=True)
+    raise typer.Exit(code)
+
+
+def _split_pair(text: str, option: str) -> tuple[str | None, str]:
+    if "=" in text:
+        name, value = text.split("=", 1)
+        if name.isidentifier():
+            return name, value
+    if option == "--arg":
+        _fail(f"--arg expects NAME=VALUE, got {text!r}", EXIT_REJECTED)
+    return None, text
+
+
+def _parse_value(raw: str, annotation: str) -> Any:
+    if raw.startswith("@"):
+        from .inputs import load_value_file
+
+        return load_value_file(raw[1:])
+    if annotation == "str":
+        return raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def _bind_inputs(prog, images: list[str], args: list[str]) -> dict[str, Any]:
+    from .values import Image
+
+    declared = {i.name: i for i in prog.inputs}
+    inputs: dict[str, Any] = {}
+    for text in images:
+        name, path = _split_pair(text, "--image")
+        if name is None:
+            candidates = [i.name for i in prog.inputs if i.annotation == "Image"] or \
+                         [i.name for i in prog.inputs if "image" in i.name.lower()]
+            free = [c for c in candidates if c not in inputs]
+            if len(free) != 1:
+                listed = ", ".join(declared) or "none"
+                _fail(f"cannot tell which input --image {path} is for", EXIT_REJECTED,
+                      hint=f"write --image NAME={path}; the program's inputs are: {listed}")
+            name = free[0]
+        inputs[name] = Image.open(path)
+    for text in args:
+        name, raw = _split_pair(text, "--arg")
+        ann = declared[name].annotation if name in declared else ""
+        inputs[name] = _parse_value(raw, ann)
+    unknown = [n for n in inputs if declared and n not in declared]
+    if unknown:
+        _fail(f"the program has no input '{unknown[0]}'", EXIT_REJECTED,
+              hint="its inputs are: " + (", ".join(declared) or "none"))
+    return inputs
+
+
+def _print_problems(problems, console) -> None:
+    for p in problems:
+        style = "red" if p.severity == "error" else "yellow"
+        console.print(f"[{style}]{p.severity}[/] {p}", markup=True)
+
+
+@app.command()
+def run(
+    program: Path = typer.Argument(..., help="program file (.vp)"),
+    image: list[str] = typer.Option([], "--image", "-i", help="an image input: NAME=PATH, or PATH for the only image input"),
+    arg: list[str] = typer.Option([], "--arg", "-a",
+                                  help="another input: NAME=VALUE (JSON or text), or NAME=@FILE.json (a value or COCO boxes)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/<timestamp>-<name>/)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    limit: list[str] = typer.Option([], "--limit", help="a limit: NAME=VALUE, e.g. steps=500 or seconds=30"),
+    parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="run up to N independent tool calls at once"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="do not use the result cache"),
+) -> None:
+    """Run a program; print its result and write the run folder (trace.json, report.html, artifacts/)."""
+    from .api import Run, parse_and_check, run as run_program
+    from .errors import InputError, ProgramError
+    from .sandbox import Limits
+
+    console = _console()
+    try:
+        limits = Limits.from_pairs(dict(_split_pair(x, "--arg") for x in limit)) if limit else None
+        prog, warnings = parse_and_check(program, limits=limits)
+        inputs = _bind_inputs(prog, image, arg)
+        result: Run = run_program(prog.source, limits=limits, parallel=parallel, cache=not no_cache,
+                                  name=prog.name, **inputs)
+    except ProgramError as exc:
+        _print_problems(exc.problems, _console(stderr=True))
+        if not exc.problems:
+            _fail(str(exc), EXIT_REJECTED, exc.hint)
+        raise typer.Exit(EXIT_REJECTED)
+    except InputError as exc:
+        _fail(str(exc), EXIT_REJECTED, None)
+        return
+    _print_problems(warnings, _console(stderr=True))
+    run_dir = result.save(out)
+    if as_json:
+        from .values import to_jsonable
+
+        payload = {"ok": result.ok, "value": to_jsonable(result.value),
+                   "error": result.error.to_json() if result.error else None, "run_dir": str(run_dir),
+                   "steps": len(result.trace.steps)}
+        sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+    else:
+        from .values import summarize
+
+        for line in result.printed:
+            console.print(line, markup=False)
+        if result.ok:
+            console.print(summarize(result.value, limit=2000), markup=False)
+        console.print(f"[dim]run folder: {run_dir} (report.html)[/]", markup=True)
+    if not result.ok:
+        _console(stderr=True).print(f"[bold red]error:[/] {result.error}", markup=True)
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command()
+def check(
+    program: Path = typer.Argument(..., help="program file (.vp)"),
+    as_json: bool = typer.Option(False, "--json", help="print problems as JSON"),
+) -> None:
+    """Check a program without running it; list every problem with line:col and a hint."""
+    from .api import check as check_program
+    from .sandbox import errors
+
+    problems = check_program(program)
+    if as_json:
+        sys.stdout.write(json.dumps([p.to_json() for p in problems], indent=2) + "\n")
+    else:
+        _print_problems(problems, _console())
+        if not problems:
+            _console().print("ok: no problems")
+    if errors(problems):
+        raise typer.Exit(EXIT_REJECTED)
+
+
+@app.command()
+def tools(
+    as_json: bool = typer.Option(False, "--json", help="print JSON schemas"),
+    name: Optional[str] = typer.Argument(None, help="show one tool's help"),
+) -> None:
+    """List the tools (and their aliases), or show one tool's help."""
+    from vistrace.tools import default_registry
+
+    reg = default_registry()
+    if name:
+        from vistrace.tools import UnknownTool
+
+        try:
+            t = reg.get(name)
+        except UnknownTool as exc:
+            _fail(str(exc), EXIT_REJECTED)
+            return
+        print(t.help())
+        return
+    aliases: dict[str, list[str]] = {}
+    for a in reg.aliases():
+        aliases.setdefault(a.tool, []).append(a.name)
+    if as_json:
+        out = [{**t.json_schema(), "category": t.category, "aliases": aliases.get(t.name, []),
+                "backends": [b.name for b in t.backends] if t.expert else ["builtin"]} for t in reg.tools()]
+        sys.stdout.write(json.dumps(out, indent=2, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    table = Table(title="vistrace tools")
+    for col in ("tool", "signature", "aliases", "backends"):
+        table.add_column(col)
+    for t in sorted(reg.tools(), key=lambda t: (t.category, t.name)):
+        sig = t.signature().stub().split("(", 1)[1]
+        backends = ", ".join(b.name for b in t.backends) or "none installed" if t.expert else "builtin"
+        table.add_row(t.name, "(" + sig, ", ".join(aliases.get(t.name, [])), backends)
+    _console().print(table)
+
+
+@app.command()
+def replay(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `vistrace run`"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="also save the new run here"),
+    no_cache: bool = typer.Option(False, "--no-cache", help="recompute every tool result"),
+) -> None:
+    """Re-run a saved run from its program and inputs; say whether the trace is identical."""
+    from .errors import VistraceError
+    from .runfolder import replay as replay_run
+
+    try:
+        res = replay_run(run_dir, out=out, cache=not no_cache)
+    except VistraceError as exc:
+        _fail(str(exc), EXIT_REJECTED)
+        return
+    console = _console()
+    if res.identical:
+        console.print(f"identical: {len(res.run.trace.steps)} steps, same result")
+    else:
+        console.print("[bold red]different[/]:", markup=True)
+        for d in res.differences:
+            console.print(f"  {d}", markup=False)
+        raise typer.Exit(EXIT_RUNTIME)
+
+
+@app.command()
+def demo(
+    manifest: Path = typer.Argument(Path("examples/manifest.json"), help="list of example programs and inputs"),
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="where the run folders go"),
+) -> None:
+    """Run the example programs and write their reports (the main job of `make demo`)."""
+    from .demo import run_examples
+
+    code = run_examples(manifest, out, _console())
+    raise typer.Exit(code)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
