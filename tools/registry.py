@@ -205,7 +205,7 @@ class Tool:
         if not self.backends:
             raise BackendUnavailable(
                 f"tool '{self.name}' has no backend installed",
-                fix="install a package that provides one (entry point group 'vistrace.tools'); `vistrace doctor` lists backends")
+                fix="install a package that provides one (entry point group 'vistrace.tools'); `vistrace tools` shows which tools have backends")
         refusals = []
         candidates = []
         for b in sorted(self.backends, key=lambda b: -b.priority):

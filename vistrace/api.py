@@ -75,6 +75,21 @@ class Run:
         self.run_dir = save_run_folder(self, directory)
         return self.run_dir
 
+    def describe(self, limit: int = 2000) -> str:
+        """The result for people: a VPEval program lists each module's verdict and why."""
+        from .values import summarize
+
+        if self.error is not None:
+            return f"error: {self.error}"
+        if self.outcome is not None and self.outcome.style == "vpeval":
+            v = self.value
+            lines = [f"VPEval score {v['score']:.2f} ({v['passed']}/{v['total']} modules passed)"]
+            for m in self.outcome.modules:
+                mark = "pass" if m.passed else "FAIL"
+                lines.append(f"  {mark}  line {m.line}: {m.source} — {m.error or m.explanation}")
+            return "\n".join(lines)
+        return summarize(self.value, limit=limit)
+
     def observation(self, max_chars: int = 2000) -> str:
         from .trace.render import observation
 

@@ -18,7 +18,7 @@ EXIT_OK, EXIT_RUNTIME, EXIT_REJECTED = 0, 1, 2
 def _console(stderr: bool = False):
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: int, hint: str | None = None) -> None:
@@ -128,12 +128,10 @@ def run(
                    "steps": len(result.trace.steps)}
         sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
     else:
-        from .values import summarize
-
         for line in result.printed:
             console.print(line, markup=False)
         if result.ok:
-            console.print(summarize(result.value, limit=2000), markup=False)
+            console.print(result.describe(), markup=False)
         console.print(f"[dim]run folder: {run_dir} (report.html)[/]", markup=True)
     if not result.ok:
         _console(stderr=True).print(f"[bold red]error:[/] {result.error}", markup=True)

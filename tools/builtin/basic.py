@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from vistrace.values import Detections, TextLines
+from vistrace.errors import ToolArgumentError
+from vistrace.values import Box, Detections, TextLines
 
 from ..registry import tool
 
@@ -20,4 +21,24 @@ def count(objects: Detections | TextLines | list) -> int:
     return len(objects)
 
 
-TOOLS = (count,)
+@tool(category="basic")
+def box(x1: float, y1: float, x2: float, y2: float, label: str = "") -> Box:
+    """Make a box from root-image pixel coordinates (x1, y1) top-left and (x2, y2) bottom-right.
+
+    Args:
+        x1: left edge in pixels.
+        y1: top edge in pixels.
+        x2: right edge in pixels (at least x1).
+        y2: bottom edge in pixels (at least y1).
+        label: an optional name for the box.
+
+    Returns:
+        The Box.
+    """
+    try:
+        return Box(x1, y1, x2, y2, label=label)
+    except ValueError as exc:
+        raise ToolArgumentError(str(exc)) from None
+
+
+TOOLS = (count, box)
