@@ -33,7 +33,7 @@ def test_experts_without_a_backend_raise_backend_unavailable(bare_registry, coco
     with pytest.raises(BackendUnavailable) as info:
         call(bare_registry, name, image=coco_image, **extra)
     assert f"tool '{tool.name}' has no backend installed" in info.value.message
-    assert "vistrace doctor" in (info.value.fix or "")
+    assert "vistrace tools" in (info.value.fix or "")
 
 
 def test_module_level_expert_has_no_backend_either(coco_image):

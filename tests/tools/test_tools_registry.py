@@ -16,7 +16,7 @@ from vistrace.values import Box, Detections, TextLine, TextLines
 EXPECTED_TOOLS = {
     "crop", "zoom", "crop_left_of", "crop_right_of", "crop_above", "crop_below", "spatial", "scale",
     "detect", "ocr", "ask", "caption", "depth", "region", "loc", "object_eval", "count_eval",
-    "spatial_eval", "scale_eval", "text_eval", "vqa_eval", "count",
+    "spatial_eval", "scale_eval", "text_eval", "vqa_eval", "count", "box",
 }
 EXPECTED_ALIASES = {
     "LOC": "loc", "COUNT": "count", "CROP": "crop", "CROP_LEFTOF": "crop_left_of", "CROP_RIGHTOF": "crop_right_of",
