@@ -172,7 +172,7 @@ class Tool:
 
             fields = {p.name: (p.annotation, ... if p.required else p.default) for p in self.params}
             self._model = create_model(
-                f"{self.name}_args", __config__=ConfigDict(arbitrary_types_allowed=True, strict=True), **fields)
+                f"{self.name}_args", __config__=ConfigDict(arbitrary_types_allowed=True, strict=True, extra="forbid"), **fields)
         return self._model
 
     def validate(self, args: dict[str, Any]) -> dict[str, Any]:

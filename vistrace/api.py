@@ -214,4 +214,7 @@ def run(program, /, *, registry=None, limits=None, parallel: int = 1, cache: Any
         return Run(prog, recorder, None, err, None, values)
     recorder.set_result(outcome.value)
     recorder.close()
-    return Run(prog, recorder, outcome.value, None, outcome, values)
+    result = Run(prog, recorder, outcome.value, None, outcome, values)
+    if outcome.style == "vpeval":
+        recorder.trace.result_summary = result.describe()
+    return result

@@ -49,6 +49,7 @@ class Trace(BaseModel):
     program: str = ""
     style: str = ""
     inputs: dict[str, Any] = Field(default_factory=dict)        # name -> JSON description
+    input_summaries: dict[str, str] = Field(default_factory=dict)  # name -> one-line summary
     input_files: dict[str, str] = Field(default_factory=dict)   # name -> path inside the run folder
     steps: list[StepRecord] = Field(default_factory=list)
     result: Any = None

@@ -38,6 +38,7 @@ class Recorder:
     def set_inputs(self, inputs: dict[str, Any]) -> None:
         self.input_values = dict(inputs)
         self.trace.inputs = {k: to_jsonable(v) for k, v in inputs.items()}
+        self.trace.input_summaries = {k: summarize(v) for k, v in inputs.items()}
 
     def begin(self, *, call: str, tool: str | None, args: dict[str, Any], line: int | None = None,
               col: int | None = None, end_line: int | None = None, source: str = "",

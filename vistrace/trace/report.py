@@ -137,7 +137,7 @@ def _render(trace: Trace, run_dir: Path | None, inline: bool) -> str:
 
     inputs = []
     for name, desc in trace.inputs.items():
-        text = describe_input(desc)
+        text = trace.input_summaries.get(name) or describe_input(desc)
         files = [trace.input_files[name]] if name in trace.input_files else []
         inputs.append({"name": name, "text": text, "images": _images(files, run_dir, inline)})
     n_errors = sum(1 for s in trace.steps if s.error is not None)

@@ -1,4 +1,4 @@
-"""Pixel-grid values: masks and depth maps (read-only numpy arrays in root-image pixels)."""
+"""Pixel-grid values: masks and depth maps (read-only numpy arrays over an image's pixel grid)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _readonly(array, dtype):
 
 
 class Mask(Value):
-    """A binary mask over the root image (height x width booleans), with label and score."""
+    """A binary mask (height x width booleans) over the pixel grid of the image it was computed on."""
 
     type_name: ClassVar[str] = "Mask"
     public: ClassVar[frozenset[str]] = frozenset({"area", "box", "label", "score", "width", "height", "iou", "summary"})
@@ -88,7 +88,8 @@ class Mask(Value):
 
 
 class DepthMap(Value):
-    """Per-pixel depth over the root image.
+    """Per-pixel depth over the pixel grid of the image it was computed on (map boxes with
+    ``image.from_root`` before reading a crop's depth).
 
     ``convention`` states which way is near: ``"larger_is_nearer"`` (disparity-like, e.g. MiDaS /
     Depth-Anything relative output) or ``"larger_is_farther"`` (metric depth in metres).
