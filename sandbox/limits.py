@@ -8,6 +8,12 @@ from dataclasses import asdict, dataclass, fields
 from vistrace.errors import LimitExceeded, Location
 
 
+def _where(at) -> Location | None:
+    if at is None or isinstance(at, Location):
+        return at
+    return Location(line=getattr(at, "lineno", None), col=getattr(at, "col_offset", None))
+
+
 @dataclass(frozen=True)
 class Limits:
     """Every limit is configurable (API keyword, ``--limit NAME=VALUE`` on the CLI)."""
@@ -56,27 +62,47 @@ class Budget:
         self.loop_iterations = 0
         self.call_depth = 0
         self.started = time.monotonic()
+        self._deadline = self.started + limits.max_seconds
+        self._max_steps = limits.max_steps
+        self._max_tool_calls = limits.max_tool_calls
 
-    def _exceeded(self, limit: str, value, message: str, where: Location | None = None):
-        raise LimitExceeded(limit, value, message, where=where)
+    def _exceeded(self, limit: str, value, message: str, where=None):
+        raise LimitExceeded(limit, value, message, where=_where(where))
 
-    def step(self, where: Location | None = None) -> None:
+    def step(self, where=None) -> None:
+        """Count one executed statement; ``where`` is the node (or Location) to blame.
+
+        The clock is read every 32 statements (and at every tool call), which keeps the check cheap.
+        """
         self.steps += 1
-        if self.steps > self.limits.max_steps:
+        if self.steps > self._max_steps or not self.steps & 31:
+            self.after_step(where)
+
+    def after_step(self, where=None) -> None:
+        """The slow part of ``step`` (hot loops inline the counter and call this only when due)."""
+        if self.steps > self._max_steps:
             self._exceeded("max_steps", self.limits.max_steps,
                            f"the program ran more than {self.limits.max_steps} steps (limit max_steps)", where)
-        if time.monotonic() - self.started > self.limits.max_seconds:
+        self.check_time(where)
+
+    def check_time(self, where=None) -> None:
+        if time.monotonic() > self._deadline:
             self._exceeded("max_seconds", self.limits.max_seconds,
                            f"the program ran longer than {self.limits.max_seconds:g} s (limit max_seconds)", where)
 
-    def tool_call(self, where: Location | None = None) -> None:
+    def tool_call(self, where=None) -> None:
         self.tool_calls += 1
+        self.after_tool_call(where)
+
+    def after_tool_call(self, where=None) -> None:
+        """The checks after counting a tool call (hot paths inline the counter)."""
         if self.tool_calls > self.limits.max_tool_calls:
             self._exceeded("max_tool_calls", self.limits.max_tool_calls,
                            f"the program made more than {self.limits.max_tool_calls} tool calls (limit max_tool_calls)",
                            where)
+        self.check_time(where)
 
-    def iteration(self, where: Location | None = None) -> None:
+    def iteration(self, where=None) -> None:
         self.loop_iterations += 1
         if self.loop_iterations > self.limits.max_loop_iterations:
             self._exceeded("max_loop_iterations", self.limits.max_loop_iterations,
@@ -85,7 +111,7 @@ class Budget:
         if self.loop_iterations % 256 == 0:
             self.step(where)
 
-    def enter_call(self, where: Location | None = None) -> None:
+    def enter_call(self, where=None) -> None:
         self.call_depth += 1
         if self.call_depth > self.limits.max_call_depth:
             self._exceeded("max_call_depth", self.limits.max_call_depth,
@@ -95,7 +121,7 @@ class Budget:
     def leave_call(self) -> None:
         self.call_depth -= 1
 
-    def check_size(self, value, where: Location | None = None):
+    def check_size(self, value, where=None):
         """Reject strings, collections and integers past their limits; returns the value."""
         lim = self.limits
         if isinstance(value, str):

@@ -49,6 +49,7 @@ class Program:
     functions: dict[str, ast.FunctionDef] = field(default_factory=dict)
     inputs: list[InputSpec] = field(default_factory=list)
     path: str | None = None
+    compiled: tuple | None = field(default=None, repr=False, compare=False)  # (tools, Compiler), see interpreter
 
     def segment(self, node: ast.AST) -> str:
         """The source text of a node (first line only for multi-line statements)."""
