@@ -20,7 +20,7 @@ from .interface import ToolTable
 from .limits import Limits
 from .problems import Problem
 from .program import SPECIAL_FORMS, InputSpec, Program, translate_eval
-from .safety import ALLOWED_NODES, PLAIN_TYPES, REJECTED, SAFE_BUILTINS, SAFE_METHODS
+from .safety import ALLOWED_TYPES, PLAIN_TYPES, REJECTED, SAFE_BUILTINS, SAFE_METHODS
 
 _BUILTIN_RETURNS = {"len": int, "str": str, "int": int, "float": float, "bool": bool, "list": list, "dict": dict,
                     "sorted": list, "tuple": tuple, "set": set, "any": bool, "all": bool, "range": list,
@@ -139,7 +139,7 @@ class Checker:
             msg, hint = REJECTED[type(node)]
             self.report(node, msg, hint=hint or None, code="rejected")
             return True
-        if not isinstance(node, ALLOWED_NODES):
+        if type(node) not in ALLOWED_TYPES:
             self.report(node, f"'{type(node).__name__}' is not allowed in programs", code="rejected")
             return True
         return False

@@ -18,7 +18,7 @@ from typing import Any, Callable
 from vistrace.errors import LimitExceeded, Location, RuntimeProgramError, ToolArgumentError, VistraceError
 
 from .interface import CallSite
-from .safety import ALLOWED_NODES, GROWING_METHODS, REJECTED, SAFE_BUILTINS, SAFE_METHODS
+from .safety import ALLOWED_TYPES, GROWING_METHODS, REJECTED, SAFE_BUILTINS, SAFE_METHODS
 
 Fn = Callable[[dict], Any]
 
@@ -32,9 +32,15 @@ _SIZED = (str, list, tuple, dict, set, frozenset)
 
 
 def compile_call(comp: "Compiler", node: ast.Call) -> Fn:
-    from .calls import compile_call as impl
+    global _compile_call
+    if _compile_call is None:
+        from .calls import compile_call as impl
 
-    return impl(comp, node)
+        _compile_call = impl
+    return _compile_call(comp, node)
+
+
+_compile_call = None
 
 
 class Pending:
@@ -79,6 +85,7 @@ class Compiler:
         self.bodies: dict[str, Fn] = {}      # program function name -> compiled body
         self.evals: dict[str, Fn] = {}       # EVAL expression text -> compiled expression
         self.top: list | None = None         # compiled top-level statements
+        self._bindings: dict[tuple, tuple] = {}  # (signature, call shape) -> argument plan
         self.lock = threading.Lock()         # one run at a time uses this compiled program
         # Set by attach() for each run; closures read them at run time, so compiled code is reused.
         self.interp = None
@@ -135,7 +142,7 @@ class Compiler:
 
     def stmt(self, node: ast.stmt) -> Fn:  # noqa: C901 - one dispatch over statement kinds
         """A closure that executes the statement and returns an expression statement's value."""
-        if not isinstance(node, ALLOWED_NODES) or isinstance(node, ast.FunctionDef):
+        if type(node) not in ALLOWED_TYPES or type(node) is ast.FunctionDef:
             return self.refuse(node, REJECTED.get(type(node), (f"'{type(node).__name__}' is not allowed",))[0])
         outer, self._stmt = self._stmt, node
         try:
@@ -326,7 +333,7 @@ class Compiler:
 
     def expr(self, node: ast.expr, lazy: bool = False) -> Fn:  # noqa: C901 - one dispatch over node kinds
         """A closure computing the expression; ``lazy`` lets a tool result stay pending."""
-        if not isinstance(node, ALLOWED_NODES):
+        if type(node) not in ALLOWED_TYPES:
             return self.refuse(node, REJECTED.get(type(node), (f"'{type(node).__name__}' is not allowed",))[0])
         if isinstance(node, ast.Constant):
             const = node.value
@@ -616,14 +623,20 @@ class Compiler:
 
         Returns (plan, presets): ``plan`` lists (parameter, ArgRef) to fill at run time.
         """
+        shape = (id(sig), len(node.args), tuple(kw.arg for kw in node.keywords))
+        cached = self._bindings.get(shape)
+        if cached is not None and cached[0] is sig:
+            return cached[1]
         positional = [ArgRef("pos", i) for i in range(len(node.args))]
         keywords = {kw.arg: ArgRef("kw", kw.arg) for kw in node.keywords}
         bound, problems = sig.bind(positional, keywords)
         if problems:
-            return "; ".join(problems)
-        plan = [(p, v) for p, v in bound.items() if isinstance(v, ArgRef)]
-        presets = {p: v for p, v in bound.items() if not isinstance(v, ArgRef)}
-        return plan, presets
+            result = "; ".join(problems)
+        else:
+            result = ([(p, v) for p, v in bound.items() if isinstance(v, ArgRef)],
+                      {p: v for p, v in bound.items() if not isinstance(v, ArgRef)})
+        self._bindings[shape] = (sig, result)
+        return result
 
 
 class ArgRef:

@@ -22,6 +22,8 @@ ALLOWED_NODES: tuple[type, ...] = (
     ast.Is, ast.IsNot,
 )
 
+ALLOWED_TYPES: frozenset[type] = frozenset(ALLOWED_NODES)  # exact node classes, for fast membership tests
+
 REJECTED: dict[type, tuple[str, str]] = {
     ast.Import: ("import is not allowed", "tools and values are available by name; nothing needs importing"),
     ast.ImportFrom: ("import is not allowed", "tools and values are available by name; nothing needs importing"),

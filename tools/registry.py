@@ -336,6 +336,7 @@ class Registry:
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
         self._aliases: dict[str, Alias] = {}
+        self._signatures: dict[str, Signature | None] = {}  # derived once per name; cleared on changes
 
     def add(self, t: Tool) -> Tool:
         """Register a tool.  The registry keeps its own copy, so backends added here stay here."""
@@ -346,6 +347,7 @@ class Registry:
         own = copy.copy(t)
         own.backends = list(t.backends)
         self._tools[t.name] = own
+        self._signatures.clear()
         return own
 
     def alias(self, name: str, tool_name: str, *, renames: dict[str, str] | None = None,
@@ -356,6 +358,7 @@ class Registry:
             raise VistraceError(f"name '{name}' is already registered")
         a = Alias(name, tool_name, dict(renames or {}), dict(presets or {}), style, doc)
         self._aliases[name] = a
+        self._signatures.clear()
         return a
 
     def add_backend(self, backend: Backend) -> None:
@@ -377,11 +380,14 @@ class Registry:
         return None
 
     def signature(self, name: str) -> Signature | None:
+        try:
+            return self._signatures[name]
+        except KeyError:
+            pass
         found = self.resolve(name)
-        if found is None:
-            return None
-        t, a = found
-        return t.signature(a)
+        sig = None if found is None else found[0].signature(found[1])
+        self._signatures[name] = sig
+        return sig
 
     def suggest(self, name: str) -> str | None:
         close = difflib.get_close_matches(name, self.names(include_aliases=True), n=1, cutoff=0.6)
