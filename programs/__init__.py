@@ -8,4 +8,7 @@ from importlib import resources
 def library() -> dict[str, str]:
     """Name -> source text of every program shipped in the library."""
     root = resources.files(__name__) / "library"
-    return {p.name.removesuffix(".vp"): p.read_text() for p in root.iterdir() if p.name.endswith(".vp")}
+    if not root.is_dir():
+        return {}
+    return {p.name.removesuffix(".vp"): p.read_text() for p in sorted(root.iterdir(), key=lambda p: p.name)
+            if p.name.endswith(".vp")}

@@ -65,10 +65,14 @@ def load_source(program: str | Path) -> tuple[str, str, str | None]:
         p = Path(program)
         if not p.exists():
             raise ProgramError(f"program file not found: {p}", hint="give a path to a .vp file or the program text")
+        if p.is_dir():
+            raise ProgramError(f"expected a program file, got a directory: {p}", hint="give a path to a .vp file")
         try:
             text = p.read_text(encoding="utf-8")
         except UnicodeDecodeError as exc:
             raise ProgramError(f"program file {p} is not UTF-8 text: {exc}") from None
+        except OSError as exc:
+            raise ProgramError(f"cannot read program file {p}: {exc.strerror or exc}") from None
         return text, p.stem, str(p)
     if not isinstance(program, str):
         raise ProgramError(f"a program must be text or a path, got {type(program).__name__}")

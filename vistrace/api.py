@@ -207,6 +207,11 @@ def run(program, /, *, registry=None, limits=None, parallel: int = 1, cache: Any
         recorder.set_error(exc)
         recorder.close()
         return Run(prog, recorder, None, exc, None, values)
+    except KeyboardInterrupt:
+        err = RuntimeProgramError("interrupted by the user; the steps so far are kept in the trace")
+        recorder.set_error(err)
+        recorder.close()
+        return Run(prog, recorder, None, err, None, values)
     except Exception as exc:  # noqa: BLE001 - keep the trace even when something unexpected breaks
         err = RuntimeProgramError(f"internal error: {type(exc).__name__}: {exc}")
         recorder.set_error(err)

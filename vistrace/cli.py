@@ -113,7 +113,7 @@ def run(
     except ProgramError as exc:
         _print_problems(exc.problems, _console(stderr=True))
         if not exc.problems:
-            _fail(str(exc), EXIT_REJECTED, exc.hint)
+            _fail(str(exc), EXIT_REJECTED)
         raise typer.Exit(EXIT_REJECTED)
     except InputError as exc:
         _fail(str(exc), EXIT_REJECTED, None)
@@ -145,9 +145,14 @@ def check(
 ) -> None:
     """Check a program without running it; list every problem with line:col and a hint."""
     from .api import check as check_program
+    from .errors import ProgramError
     from .sandbox import errors
 
-    problems = check_program(program)
+    try:
+        problems = check_program(program)
+    except ProgramError as exc:
+        _fail(str(exc), EXIT_REJECTED)
+        return
     if as_json:
         sys.stdout.write(json.dumps([p.to_json() for p in problems], indent=2) + "\n")
     else:

@@ -117,3 +117,11 @@ def test_import_and_help_stay_light():
             "print(','.join(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == ""
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.parametrize("target, message", [("nope.vp", "program file not found: nope.vp"),
+                                             (".", "expected a program file, got a directory")])
+def test_missing_or_wrong_program_file_exits_2(command, target, message):
+    res = invoke(command, target)
+    assert res.exit_code == 2 and message in res.output
