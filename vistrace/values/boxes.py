@@ -202,7 +202,7 @@ class Detections(Value, Sequence):
     def label(self, name: str) -> "Detections":
         """Only the boxes whose label equals ``name`` (case-insensitive); a comma list keeps any of them."""
         wanted = {n.strip().lower() for n in str(name).split(",") if n.strip()}
-        return self._new(b for b in self.boxes if b.label.lower() in wanted)
+        return Detections((b for b in self.boxes if b.label.lower() in wanted), str(name), self.image_size)
 
     def above(self, threshold: float) -> "Detections":
         """Only the boxes with score > threshold (boxes without a score are kept)."""
