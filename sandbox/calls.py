@@ -9,16 +9,19 @@ from __future__ import annotations
 import ast
 from time import monotonic
 
-from vistrace.errors import RuntimeProgramError, ToolArgumentError
+from typing import Any
 
-from .compiler import Compiler, Fn, Pending, loc
-from .safety import SAFE_BUILTINS
+from vistrace.errors import LimitExceeded, RuntimeProgramError, ToolArgumentError
+
+from .compiler import SIZED, Compiler, Fn, Pending, loc
+from .interface import CallSite
+from .safety import GROWING_METHODS, SAFE_BUILTINS
 
 
 def compile_call(comp: Compiler, node: ast.Call) -> Fn:
     func = node.func
     if isinstance(func, ast.Attribute):
-        return comp.method_call(node)
+        return method_call(comp, node)
     if not isinstance(func, ast.Name):
         return comp.refuse(node, "only tools, builtins, program functions and value methods can be called")
     if any(kw.arg is None for kw in node.keywords) or any(isinstance(a, ast.Starred) for a in node.args):
@@ -43,7 +46,7 @@ def compile_call(comp: Compiler, node: ast.Call) -> Fn:
         text = comp.expr(expr)
         return lambda env: comp.interp.special_eval(text(env), env, node)
     if name in SAFE_BUILTINS:
-        return comp.builtin_call(node, name)
+        return builtin_call(comp, node, name)
     sig = comp.tools.signature(name) if comp.tools is not None else None
     if sig is None:
         hint = comp.tools.suggest(name) if comp.tools is not None else None
@@ -52,7 +55,7 @@ def compile_call(comp: Compiler, node: ast.Call) -> Fn:
 
 
 def tool_call(comp: Compiler, node: ast.Call, sig) -> Fn:
-    binding = comp.bind_tool(node, sig)
+    binding = bind_tool(comp, node, sig)
     if isinstance(binding, str):
         message = binding
 
@@ -70,7 +73,7 @@ def tool_call(comp: Compiler, node: ast.Call, sig) -> Fn:
             fixed[param] = arg.value
         else:
             fill.append((param, comp.expr(arg, lazy=True)))
-    site = comp.call_site(node)
+    site = call_site(comp, node)
     name = node.func.id
 
     def call(env):
@@ -95,3 +98,110 @@ def tool_call(comp: Compiler, node: ast.Call, sig) -> Fn:
         interp.futures.append(future)
         return Pending(future)
     return call
+
+
+def call_site(comp: Compiler, node: ast.Call) -> CallSite:
+    stmt = comp.current_stmt
+    target = None
+    if isinstance(stmt, ast.Assign) and stmt.value is node and len(stmt.targets) == 1 \
+            and isinstance(stmt.targets[0], ast.Name):
+        target = stmt.targets[0].id
+    return CallSite(node.lineno, node.col_offset, getattr(node, "end_lineno", None),
+                    comp.segment(stmt) if stmt is not None else "", target)
+
+
+def method_call(comp: Compiler, node: ast.Call) -> Fn:
+    func = node.func
+    owner = comp.expr(func.value)
+    args = [comp.expr(a) for a in node.args]
+    kwargs = [(kw.arg, comp.expr(kw.value)) for kw in node.keywords]
+    name = func.attr
+    c = comp
+    grows = name in GROWING_METHODS
+
+    def run(env):
+        obj = owner(env)
+        check = c.budget.check_size
+        method = c.interp.attribute(obj, func, call=True)
+        a = [f(env) for f in args]
+        k = {key: f(env) for key, f in kwargs}
+        if isinstance(obj, str):
+            _precheck_str_method(obj, name, a, comp.limits.max_string, node)
+        try:
+            result = method(*a, **k)
+        except Exception as exc:  # noqa: BLE001
+            raise comp.wrap(exc, node) from None
+        if grows:
+            check(obj, node)
+        return check(result, node) if isinstance(result, SIZED) else result
+    return run
+
+
+def builtin_call(comp: Compiler, node: ast.Call, name: str) -> Fn:
+    from .builtins import call_builtin
+
+    args = [comp.expr(a) for a in node.args]
+    kwargs = [(kw.arg, comp.expr(kw.value)) for kw in node.keywords]
+    c = comp
+
+    def run(env):
+        interp, check = c.interp, c.budget.check_size
+        if name in env:
+            raise RuntimeProgramError(f"'{name}' is a variable, not a tool", where=loc(node))
+        a = [f(env) for f in args]
+        k = {key: f(env) for key, f in kwargs}
+        try:
+            result = call_builtin(interp, name, a, k)
+        except Exception as exc:  # noqa: BLE001
+            raise comp.wrap(exc, node) from None
+        return check(result, node) if isinstance(result, SIZED) else result
+    return run
+
+
+def bind_tool(comp: Compiler, node: ast.Call, sig) -> tuple[list, dict[str, Any]] | str:
+    """Static binding of a call's argument positions to tool parameters (or the problem text).
+
+    Returns (plan, presets): ``plan`` lists (parameter, ArgRef) to fill at run time.
+    """
+    shape = (id(sig), len(node.args), tuple(kw.arg for kw in node.keywords))
+    cached = comp.bindings.get(shape)
+    if cached is not None and cached[0] is sig:
+        return cached[1]
+    positional = [ArgRef("pos", i) for i in range(len(node.args))]
+    keywords = {kw.arg: ArgRef("kw", kw.arg) for kw in node.keywords}
+    bound, problems = sig.bind(positional, keywords)
+    if problems:
+        result = "; ".join(problems)
+    else:
+        result = ([(p, v) for p, v in bound.items() if isinstance(v, ArgRef)],
+                  {p: v for p, v in bound.items() if not isinstance(v, ArgRef)})
+    comp.bindings[shape] = (sig, result)
+    return result
+
+
+class ArgRef:
+    """Where a tool argument comes from in a call: positional index or keyword name."""
+
+    __slots__ = ("kind", "key")
+
+    def __init__(self, kind: str, key):
+        self.kind, self.key = kind, key
+
+
+def _precheck_str_method(obj: str, name: str, args: list, limit: int, node) -> None:
+    """Refuse string methods whose result would exceed max_string before computing it."""
+    size = None
+    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
+        n = obj.count(args[0]) if args[0] else len(obj) + 1
+        size = len(obj) + n * (len(args[1]) - len(args[0]))
+    elif name == "join" and args:
+        try:
+            items = list(args[0])
+            size = sum(len(str(x)) for x in items) + len(obj) * max(len(items) - 1, 0)
+        except TypeError:
+            size = None
+    elif name == "zfill" and args and isinstance(args[0], int):
+        size = args[0]
+    if size is not None and size > limit:
+        raise LimitExceeded("max_string", limit, f"str.{name} would make {size} characters; the limit max_string "
+                                                 f"is {limit}", where=loc(node))

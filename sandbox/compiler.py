@@ -17,8 +17,7 @@ from typing import Any, Callable
 
 from vistrace.errors import LimitExceeded, Location, RuntimeProgramError, ToolArgumentError, VistraceError
 
-from .interface import CallSite
-from .safety import ALLOWED_TYPES, GROWING_METHODS, REJECTED, SAFE_BUILTINS, SAFE_METHODS
+from .safety import ALLOWED_TYPES, REJECTED
 
 Fn = Callable[[dict], Any]
 
@@ -28,7 +27,7 @@ _CMPOPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast
            ast.Gt: operator.gt, ast.GtE: operator.ge, ast.In: lambda a, b: a in b,
            ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not}
 _SPEC_NUMBER = re.compile(r"\d+")
-_SIZED = (str, list, tuple, dict, set, frozenset)
+SIZED = (str, list, tuple, dict, set, frozenset)
 
 
 def compile_call(comp: "Compiler", node: ast.Call) -> Fn:
@@ -81,11 +80,11 @@ class Compiler:
         self.tools = tools
         self.source = program.source
         self._lines = self.source.splitlines(keepends=True)
-        self._stmt: ast.stmt | None = None
+        self.current_stmt: ast.stmt | None = None
         self.bodies: dict[str, Fn] = {}      # program function name -> compiled body
         self.evals: dict[str, Fn] = {}       # EVAL expression text -> compiled expression
         self.top: list | None = None         # compiled top-level statements
-        self._bindings: dict[tuple, tuple] = {}  # (signature, call shape) -> argument plan
+        self.bindings: dict[tuple, tuple] = {}  # (signature, call shape) -> argument plan
         self.lock = threading.Lock()         # one run at a time uses this compiled program
         # Set by attach() for each run; closures read them at run time, so compiled code is reused.
         self.interp = None
@@ -144,14 +143,14 @@ class Compiler:
         """A closure that executes the statement and returns an expression statement's value."""
         if type(node) not in ALLOWED_TYPES or type(node) is ast.FunctionDef:
             return self.refuse(node, REJECTED.get(type(node), (f"'{type(node).__name__}' is not allowed",))[0])
-        outer, self._stmt = self._stmt, node
+        outer, self.current_stmt = self.current_stmt, node
         try:
             if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name) \
                     and not node.targets[0].id.startswith("_"):
                 return self._assign_name(node)
             body = self._stmt_body(node)
         finally:
-            self._stmt = outer
+            self.current_stmt = outer
         c = self
 
         def counted(env):
@@ -519,7 +518,7 @@ class Compiler:
                 result = fn(left, right)
             except Exception as exc:  # noqa: BLE001
                 raise self.wrap(exc, node) from None
-            if isinstance(result, _SIZED) or type(result) is int:
+            if isinstance(result, SIZED) or type(result) is int:
                 c.budget.check_size(result, node)
             return result
         return run
@@ -562,92 +561,6 @@ class Compiler:
             return results
         return run
 
-    # ------------------------------------------------------------------------------- calls
-    def call_site(self, node: ast.Call) -> CallSite:
-        stmt = self._stmt
-        target = None
-        if isinstance(stmt, ast.Assign) and stmt.value is node and len(stmt.targets) == 1 \
-                and isinstance(stmt.targets[0], ast.Name):
-            target = stmt.targets[0].id
-        return CallSite(node.lineno, node.col_offset, getattr(node, "end_lineno", None),
-                        self.segment(stmt) if stmt is not None else "", target)
-
-    def method_call(self, node: ast.Call) -> Fn:
-        func = node.func
-        owner = self.expr(func.value)
-        args = [self.expr(a) for a in node.args]
-        kwargs = [(kw.arg, self.expr(kw.value)) for kw in node.keywords]
-        name = func.attr
-        c = self
-        grows = name in GROWING_METHODS
-
-        def run(env):
-            obj = owner(env)
-            check = c.budget.check_size
-            method = c.interp.attribute(obj, func, call=True)
-            a = [f(env) for f in args]
-            k = {key: f(env) for key, f in kwargs}
-            if isinstance(obj, str):
-                _precheck_str_method(obj, name, a, self.limits.max_string, node)
-            try:
-                result = method(*a, **k)
-            except Exception as exc:  # noqa: BLE001
-                raise self.wrap(exc, node) from None
-            if grows:
-                check(obj, node)
-            return check(result, node) if isinstance(result, _SIZED) else result
-        return run
-
-    def builtin_call(self, node: ast.Call, name: str) -> Fn:
-        from .builtins import call_builtin
-
-        args = [self.expr(a) for a in node.args]
-        kwargs = [(kw.arg, self.expr(kw.value)) for kw in node.keywords]
-        c = self
-
-        def run(env):
-            interp, check = c.interp, c.budget.check_size
-            if name in env:
-                raise RuntimeProgramError(f"'{name}' is a variable, not a tool", where=loc(node))
-            a = [f(env) for f in args]
-            k = {key: f(env) for key, f in kwargs}
-            try:
-                result = call_builtin(interp, name, a, k)
-            except Exception as exc:  # noqa: BLE001
-                raise self.wrap(exc, node) from None
-            return check(result, node) if isinstance(result, _SIZED) else result
-        return run
-
-    def bind_tool(self, node: ast.Call, sig) -> tuple[list, dict[str, Any]] | str:
-        """Static binding of a call's argument positions to tool parameters (or the problem text).
-
-        Returns (plan, presets): ``plan`` lists (parameter, ArgRef) to fill at run time.
-        """
-        shape = (id(sig), len(node.args), tuple(kw.arg for kw in node.keywords))
-        cached = self._bindings.get(shape)
-        if cached is not None and cached[0] is sig:
-            return cached[1]
-        positional = [ArgRef("pos", i) for i in range(len(node.args))]
-        keywords = {kw.arg: ArgRef("kw", kw.arg) for kw in node.keywords}
-        bound, problems = sig.bind(positional, keywords)
-        if problems:
-            result = "; ".join(problems)
-        else:
-            result = ([(p, v) for p, v in bound.items() if isinstance(v, ArgRef)],
-                      {p: v for p, v in bound.items() if not isinstance(v, ArgRef)})
-        self._bindings[shape] = (sig, result)
-        return result
-
-
-class ArgRef:
-    """Where a tool argument comes from in a call: positional index or keyword name."""
-
-    __slots__ = ("kind", "key")
-
-    def __init__(self, kind: str, key):
-        self.kind, self.key = kind, key
-
-
 def _check_repeat(left, right, lim, node) -> None:
     seq, n = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
     if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
@@ -658,25 +571,6 @@ def _check_repeat(left, right, lim, node) -> None:
                                 where=loc(node))
 
 
-def _precheck_str_method(obj: str, name: str, args: list, limit: int, node) -> None:
-    """Refuse string methods whose result would exceed max_string before computing it."""
-    size = None
-    if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
-        n = obj.count(args[0]) if args[0] else len(obj) + 1
-        size = len(obj) + n * (len(args[1]) - len(args[0]))
-    elif name == "join" and args:
-        try:
-            items = list(args[0])
-            size = sum(len(str(x)) for x in items) + len(obj) * max(len(items) - 1, 0)
-        except TypeError:
-            size = None
-    elif name == "zfill" and args and isinstance(args[0], int):
-        size = args[0]
-    if size is not None and size > limit:
-        raise LimitExceeded("max_string", limit, f"str.{name} would make {size} characters; the limit max_string "
-                                                 f"is {limit}", where=loc(node))
-
-
 def _as_load(target: ast.expr) -> ast.expr:
     if isinstance(target, ast.Name):
         return ast.copy_location(ast.Name(id=target.id, ctx=ast.Load()), target)
@@ -685,4 +579,4 @@ def _as_load(target: ast.expr) -> ast.expr:
     raise ToolArgumentError("augmented assignment needs a name or a subscript", where=loc(target))
 
 
-__all__ = ["Break", "Compiler", "Continue", "Pending", "Return", "SAFE_BUILTINS", "SAFE_METHODS", "loc", "resolve"]
+__all__ = ["Break", "Compiler", "Continue", "Pending", "Return", "loc", "resolve"]

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ProgramError, VistraceError
+from .errors import InputError, ProgramError
 
 
 def _resolve(base: Path, value: Any) -> Any:
