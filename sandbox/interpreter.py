@@ -104,7 +104,6 @@ class Interpreter:
 
     def _run(self, inputs: dict[str, Any]) -> Outcome:
         prog = self.program
-        body = _body([s for s in prog.tree.body if not isinstance(s, ast.FunctionDef)])
         if prog.style == "function":
             value = self.call_function(prog.entry.name, [], dict(inputs), prog.entry, check_types=True)
             self.drain()
@@ -116,6 +115,7 @@ class Interpreter:
                              hint="pass them by name (CLI: --image NAME=PATH or --arg NAME=VALUE)")
         env: dict[str, Any] = dict(inputs)
         if self.compiler.top is None:
+            body = _body([s for s in prog.tree.body if not isinstance(s, ast.FunctionDef)])
             self.compiler.top = [(s, self.compiler.stmt(s)) for s in body]
         stmts = self.compiler.top
         if prog.style == "vpeval":

@@ -228,6 +228,25 @@ def replay(
 
 
 @app.command()
+def trajectory(
+    run_dir: Path = typer.Argument(..., help="a run folder written by `vistrace run`"),
+    question: Optional[str] = typer.Option(None, "--question", "-q", help="the user's question for the first turn"),
+) -> None:
+    """Print a saved run as a chat-format trajectory (JSON): question, program, tool turns, answer."""
+    from .errors import InputError
+    from .trace import load_trace, to_trajectory
+
+    if not (run_dir / "trace.json").is_file():
+        _fail(f"{run_dir} has no trace.json", EXIT_REJECTED, "give a folder written by `vistrace run`")
+    try:
+        trace = load_trace(run_dir)
+    except (InputError, ValueError) as exc:
+        _fail(f"cannot read {run_dir / 'trace.json'}: {exc}", EXIT_REJECTED)
+        return
+    sys.stdout.write(json.dumps(to_trajectory(trace, question), indent=2, default=str) + "\n")
+
+
+@app.command()
 def demo(
     manifest: Path = typer.Argument(Path("examples/manifest.json"), help="list of example programs and inputs"),
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="where the run folders go"),

@@ -125,3 +125,15 @@ def test_import_and_help_stay_light():
 def test_missing_or_wrong_program_file_exits_2(command, target, message):
     res = invoke(command, target)
     assert res.exit_code == 2 and message in res.output
+
+
+def test_trajectory_export_keeps_roles_apart(tmp_path):
+    out = tmp_path / "run"
+    invoke("run", EXAMPLES / "visprog_halves.vp", "--image", EXAMPLES / "images" / "astronaut.jpg", "--out", out)
+    res = invoke("trajectory", out, "--question", "Which crop is wider?")
+    assert res.exit_code == 0, res.output
+    turns = json.loads(res.output)
+    roles = [t["role"] for t in turns]
+    assert roles[0] == "user" and roles[1] == "assistant" and roles[-1] == "assistant"
+    assert roles.count("tool") == 3
+    assert invoke("trajectory", tmp_path).exit_code == 2
