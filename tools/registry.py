@@ -414,8 +414,15 @@ class Registry:
 
         loaded = []
         for ep in entry_points(group=group):
-            register = ep.load()
-            register(self)
+            try:
+                register = ep.load()
+                register(self)
+            except VistraceError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a broken plugin is named, never skipped silently
+                raise VistraceError(f"plugin '{ep.name}' ({ep.value}) failed to register its tools: "
+                                    f"{type(exc).__name__}: {exc}",
+                                    hint=f"fix or uninstall the package that provides entry point '{ep.name}'") from exc
             loaded.append(ep.name)
         return loaded
 

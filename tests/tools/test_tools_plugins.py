@@ -39,3 +39,17 @@ def test_entry_point_plugins_register_tools(tmp_path, monkeypatch):
     assert "demo" in loaded
     assert reg.get("shout")(text="hi") == "HI"
     sys.modules.pop("vt_plugin_demo", None)
+
+
+def test_a_broken_plugin_is_named_not_skipped(tmp_path, monkeypatch):
+    import pytest
+
+    from vistrace.errors import VistraceError
+
+    dist = tmp_path / "vt_broken-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: vt-broken\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[vistrace.tools]\nbroken = vt_missing_module:register\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(VistraceError, match="plugin 'broken'"):
+        Registry().load_entry_points()
