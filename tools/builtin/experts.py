@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from vistrace.errors import ToolArgumentError, ToolError
-from vistrace.values import Box, DepthMap, Detections, Image, TextLine, TextLines
+from vistrace.values import Box, DepthMap, Detections, Image, Keypoints, Labels, TextLine, TextLines
 
 from ..backends import Backend
 from ..registry import ToolContext, tool
@@ -209,4 +209,70 @@ def loc(image: Image, object: str, ctx: ToolContext = None) -> Detections:
     return dets.nms(VISPROG_LOC_NMS)
 
 
-TOOLS = (detect, ocr, ask, caption, depth, region, loc)
+@tool(category="expert", expert=True)
+def detect_faces(image: Image, threshold: float = 0.0, backend: Backend = None) -> Detections:
+    """Find faces; boxes in root-image pixels labelled 'face', most confident first.
+
+    Args:
+        image: The image (or a crop of one) to search.
+        threshold: Lowest confidence kept, 0..1.
+
+    Returns:
+        The face boxes.
+    """
+    found = _expect(backend.run(image=image), Detections, "detect_faces", backend)
+    boxes = [b for b in image.to_root(found) if b.score is None or b.score >= threshold]
+    return Detections(boxes, query="face", image_size=image.root_size).sorted_by("score")
+
+
+@tool(category="expert", expert=True)
+def pose(image: Image, backend: Backend = None) -> Keypoints:
+    """Estimate one person's body pose: 17 named COCO keypoints in root-image pixels with scores.
+
+    Args:
+        image: The image (or a crop around the person) to analyse.
+
+    Returns:
+        The keypoints (nose, eyes, ears, shoulders, elbows, wrists, hips, knees, ankles).
+    """
+    kp = _expect(backend.run(image=image), Keypoints, "pose", backend)
+    sx, sy = image.scale
+    ox, oy = image.offset
+    return Keypoints({n: (ox + x / sx, oy + y / sy, s) for n, (x, y, s) in kp.points.items()}, kp.score)
+
+
+@tool(category="expert", expert=True)
+def classify(image: Image, top_k: int = 5, backend: Backend = None) -> Labels:
+    """Name what the whole image shows (ImageNet-1k classes), best first with scores.
+
+    Args:
+        image: The image (or a crop of one) to classify.
+        top_k: How many labels to return (1..1000).
+
+    Returns:
+        The ``top_k`` labels with their probabilities.
+    """
+    if not 1 <= top_k <= 1000:
+        raise ToolArgumentError(f"top_k must be between 1 and 1000, got {top_k}")
+    return _expect(backend.run(image=image, top_k=top_k), Labels, "classify", backend)
+
+
+@tool(category="expert")
+def find_text(image: Image, text: str, ctx: ToolContext = None) -> TextLines:
+    """Find where a text appears: the OCR lines that contain it (case-insensitive), in root pixels.
+
+    Args:
+        image: The image (or a crop of one) to read.
+        text: The text to look for, e.g. 'TOTAL'.
+
+    Returns:
+        The matching lines (empty when the text is not there).
+    """
+    if not text.strip():
+        raise ToolArgumentError("find_text needs a non-empty text")
+    lines = ctx.call("ocr", image=image)
+    needle = " ".join(text.lower().split())
+    return TextLines(ln for ln in lines if needle in " ".join(ln.text.lower().split()))
+
+
+TOOLS = (detect, ocr, ask, caption, depth, region, loc, detect_faces, pose, classify, find_text)

@@ -6,13 +6,17 @@ from .base import Value
 from .boxes import Box, Detections
 from .codec import fingerprint, summarize, to_jsonable
 from .image import Image
+from .keypoints import COCO_KEYPOINTS, Keypoints
+from .labels import Labels
 from .text import TextLine, TextLines, normalize_vpeval
 
 VALUE_TYPES: dict[str, type] = {
-    cls.type_name: cls for cls in (Image, Box, Detections, Mask, DepthMap, TextLine, TextLines, Answer)
+    cls.type_name: cls for cls in (Image, Box, Detections, Mask, DepthMap, TextLine, TextLines, Answer, Labels,
+                                   Keypoints)
 }
 
 __all__ = [
-    "Answer", "Box", "DepthMap", "Detections", "Image", "Mask", "TextLine", "TextLines", "Value",
+    "Answer", "Box", "COCO_KEYPOINTS", "DepthMap", "Detections", "Image", "Keypoints", "Labels", "Mask", "TextLine",
+    "TextLines", "Value",
     "VALUE_TYPES", "fingerprint", "normalize_vpeval", "summarize", "to_jsonable",
 ]

@@ -15,6 +15,8 @@ from .arrays import DepthMap, Mask
 from .base import Value
 from .boxes import Box, Detections
 from .image import Image
+from .keypoints import Keypoints
+from .labels import Labels
 from .text import TextLine, TextLines
 
 MAX_SUMMARY = 200
@@ -89,7 +91,7 @@ def encode(value: Any) -> tuple[Any, dict[str, bytes]]:
             d = v.to_json()
             d["png"] = blob(buf.getvalue(), "png")
             return {"$value": d}
-        if isinstance(v, (Box, Detections, TextLine, TextLines)):
+        if isinstance(v, (Box, Detections, TextLine, TextLines, Labels, Keypoints)):
             return {"$value": v.to_json()}
         if isinstance(v, Mask):
             d = {"type": "Mask", "label": v.label, "score": v.score, "npy": npy(v.array)}
@@ -137,6 +139,10 @@ def decode(tree: Any, blobs: dict[str, bytes]) -> Any:
             return TextLine.from_json(d)
         if kind == "TextLines":
             return TextLines.from_json(d)
+        if kind == "Labels":
+            return Labels.from_json(d)
+        if kind == "Keypoints":
+            return Keypoints.from_json(d)
         if kind == "Mask":
             return Mask(npy(d["npy"]), d["label"], d["score"])
         if kind == "DepthMap":
