@@ -21,13 +21,15 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
+from vistrace.errors import VistraceError
+
 from .attrs import Attrs
 
 DTYPES = {"DT_FLOAT": torch.float32, "DT_INT32": torch.int32, "DT_BOOL": torch.bool, "DT_INT64": torch.int64,
           "DT_HALF": torch.float16, "DT_UINT8": torch.uint8}
 
 
-class UnsupportedOp(NotImplementedError):
+class UnsupportedOp(VistraceError):
     """The graph uses an op (or an attribute value) this executor does not implement."""
 
 
