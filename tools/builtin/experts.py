@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from vistrace.errors import ToolArgumentError, ToolError
-from vistrace.values import Box, DepthMap, Detections, Image, Keypoints, Labels, TextLine, TextLines
+from vistrace.values import Box, DepthMap, Detections, Image, Keypoints, Labels, Mask, TextLine, TextLines
 
 from ..backends import Backend
 from ..registry import ToolContext, tool
@@ -275,4 +275,27 @@ def find_text(image: Image, text: str, ctx: ToolContext = None) -> TextLines:
     return TextLines(ln for ln in lines if needle in " ".join(ln.text.lower().split()))
 
 
-TOOLS = (detect, ocr, ask, caption, depth, region, loc, detect_faces, pose, classify, find_text)
+@tool(category="expert", expert=True)
+def segment(image: Image, box: Box | Detections, backend: Backend = None) -> Mask:
+    """Segment the object inside a box: a pixel mask over the given image's grid.
+
+    Args:
+        image: The image (or a crop of one) to segment.
+        box: The object's box in root-image pixels, or Detections whose first box is used.
+
+    Returns:
+        The object's mask (same size as ``image``).
+    """
+    if isinstance(box, Detections):
+        if not len(box):
+            raise ToolArgumentError("segment needs a box; the Detections given are empty")
+        box = box[0]
+    local = image.from_root(box)
+    mask = _expect(backend.run(image=image, box=local), Mask, "segment", backend)
+    if (mask.width, mask.height) != image.size:
+        raise ToolError(f"backend '{backend.name}' of segment returned a {mask.width}x{mask.height} mask "
+                        f"for a {image.width}x{image.height} image")
+    return mask
+
+
+TOOLS = (detect, ocr, ask, caption, depth, region, loc, detect_faces, pose, classify, find_text, segment)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 
 def register_experts(reg) -> None:
-    """Add the offline backends: OCR (RapidOCR, Tesseract), CenterNet, BlazeFace, MoveNet, MobileNetV2."""
-    from . import blazeface, centernet, files, mobilenet, movenet, ocr_rapid, ocr_tesseract  # noqa: F401
+    """Add the offline backends: OCR (RapidOCR, Tesseract), CenterNet, BlazeFace, MoveNet, MobileNetV2, GrabCut."""
+    from . import blazeface, centernet, files, grabcut, mobilenet, movenet, ocr_rapid, ocr_tesseract  # noqa: F401
 
-    for module in (ocr_rapid, ocr_tesseract, centernet, blazeface, movenet, mobilenet):
+    for module in (ocr_rapid, ocr_tesseract, centernet, blazeface, movenet, mobilenet, grabcut):
         for backend in module.backends():
             reg.add_backend(backend)
 

@@ -92,7 +92,8 @@ class DepthMap(Value):
     ``image.from_root`` before reading a crop's depth).
 
     ``convention`` states which way is near: ``"larger_is_nearer"`` (disparity-like, e.g. MiDaS /
-    Depth-Anything relative output) or ``"larger_is_farther"`` (metric depth in metres).
+    Depth-Anything relative output, stereo disparity) or ``"larger_is_farther"`` (metric depth in
+    metres). Pixels without a value (e.g. unmatched in stereo) are NaN; statistics ignore them.
     """
 
     type_name: ClassVar[str] = "DepthMap"
@@ -125,7 +126,10 @@ class DepthMap(Value):
     def mean_in(self, box: Box) -> float:
         x1, y1 = max(0, int(box.x1)), max(0, int(box.y1))
         x2, y2 = min(self.width, max(int(box.x2), x1 + 1)), min(self.height, max(int(box.y2), y1 + 1))
-        return float(self.array[y1:y2, x1:x2].mean())
+        import numpy as np
+
+        part = self.array[y1:y2, x1:x2]
+        return float(np.nanmean(part)) if np.isfinite(part).any() else float("nan")
 
     def nearer(self, a: Box, b: Box) -> bool:
         """True when box ``a`` is nearer to the camera than box ``b`` (median-free mean depth in each box)."""
@@ -133,14 +137,20 @@ class DepthMap(Value):
         return da > db if self.convention == "larger_is_nearer" else da < db
 
     def min(self) -> float:
-        return float(self.array.min())
+        import numpy as np
+
+        return float(np.nanmin(self.array)) if np.isfinite(self.array).any() else float("nan")
 
     def max(self) -> float:
-        return float(self.array.max())
+        import numpy as np
+
+        return float(np.nanmax(self.array)) if np.isfinite(self.array).any() else float("nan")
 
     def __eq__(self, other: object) -> bool:
+        import numpy as np
+
         return isinstance(other, DepthMap) and self.convention == other.convention and self.array.shape == other.array.shape \
-            and bool((self.array == other.array).all())
+            and bool(np.array_equal(self.array, other.array, equal_nan=True))
 
     def __hash__(self) -> int:
         return hash((self.convention, self.array.shape, self.array.tobytes()))
@@ -157,8 +167,10 @@ class DepthMap(Value):
         from PIL import Image as PILImage
 
         a = self.array
-        span = float(a.max() - a.min()) or 1.0
-        norm = (a - a.min()) / span
+        known = np.isfinite(a)
+        lo, hi = (self.min(), self.max()) if known.any() else (0.0, 1.0)
+        norm = (np.where(known, a, lo) - lo) / ((hi - lo) or 1.0)
         if self.convention == "larger_is_farther":
             norm = 1.0 - norm  # bright = near in every picture
+        norm[~known] = 0.0  # pixels without a value are black
         return PILImage.fromarray((norm * 255).astype(np.uint8)).convert("RGB")
