@@ -16,7 +16,6 @@ from .errors import InputError, ProgramError, RuntimeProgramError, VistraceError
 from .signature import Signature
 from .trace import Recorder, Trace
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 
 
 class Dispatcher:
@@ -159,6 +158,7 @@ def check(program, registry=None, limits=None) -> list:
 def coerce_inputs(prog, inputs: dict[str, Any]) -> dict[str, Any]:
     """Turn image paths and PIL images into :class:`Image` values where an image is expected."""
     from .values import Image
+    from .values.image import IMAGE_SUFFIXES
 
     declared = {i.name: i.annotation for i in prog.inputs}
     out: dict[str, Any] = {}
@@ -167,7 +167,7 @@ def coerce_inputs(prog, inputs: dict[str, Any]) -> dict[str, Any]:
         wants_image = ann == "Image" or (not ann and (name.lower() in ("image", "left", "right") or
                                                       "image" in name.lower()))
         if isinstance(value, Path) or (isinstance(value, str) and wants_image and
-                                       value.lower().endswith(IMAGE_SUFFIXES)):
+                                       value.lower().endswith(tuple(IMAGE_SUFFIXES))):
             value = Image.open(value)
         elif type(value).__module__.startswith("PIL.") and hasattr(value, "convert"):
             value = Image(value, source=getattr(value, "filename", "") or "PIL image")
