@@ -13,10 +13,12 @@ STAMP   = $(VENV)/.installed
 
 setup: $(STAMP) system-deps models
 
-$(STAMP): pyproject.toml
+# One environment for the demo and the tests: the offline experts plus the adapters for weights users
+# bring (ultralytics, segment-anything, transformers, diffusers), pinned by constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,experts]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,experts,adapters]'
 	@touch $(STAMP)
 
 # Tesseract (second OCR backend) and npm (fetches the detector package) come from Debian.
@@ -44,7 +46,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install --quiet -e '.[dev,experts,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,experts,adapters,bench]'
 	$(PY) bench/interpreter.py
 
 clean:

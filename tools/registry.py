@@ -82,8 +82,11 @@ class Tool:
 
     def __init__(self, func: Callable, *, name: str | None = None, category: str = "general",
                  version: str = "1", expert: bool = False,
-                 literal_checks: dict[str, Callable[[Any], str | None]] | None = None):
+                 literal_checks: dict[str, Callable[[Any], str | None]] | None = None,
+                 unavailable_hint: str = "", precheck: Callable[[dict[str, Any]], None] | None = None):
         self.func = func
+        self.precheck = precheck  # argument checks that need no backend: run before one is chosen
+        self.unavailable_hint = unavailable_hint  # said when no backend can answer (e.g. a weight-free alternative)
         self.literal_checks = dict(literal_checks or {})
         self.wants_ctx = "ctx" in inspect.signature(func).parameters
         self.name = name or func.__name__
@@ -202,9 +205,10 @@ class Tool:
 
     def select_backend(self, args: dict[str, Any]) -> tuple[Backend, str]:
         """Pick the backend for these arguments; the reason is recorded in the trace."""
+        also = f"; {self.unavailable_hint}" if self.unavailable_hint else ""
         if not self.backends:
             raise BackendUnavailable(
-                f"tool '{self.name}' has no backend installed",
+                f"tool '{self.name}' has no backend installed{also}",
                 fix="install a package that provides one (entry point group 'vistrace.tools'); `vistrace tools` shows which tools have backends")
         refusals = []
         candidates = []
@@ -220,7 +224,7 @@ class Tool:
                 refusals.append(f"{b.name}: {why}")
         if not candidates:
             fixes = "; ".join(refusals)
-            raise BackendUnavailable(f"no backend of tool '{self.name}' can answer: {fixes}",
+            raise BackendUnavailable(f"no backend of tool '{self.name}' can answer: {fixes}{also}",
                                      fix=next((b.availability().fix for b in self.backends if b.availability().fix), None))
         backend, why = candidates[0]
         others = [b.name for b, _ in candidates[1:]]
@@ -242,6 +246,8 @@ class Tool:
         ``info["cache_hit"]`` says whether the value came from it.
         """
         clean = self.validate(args)
+        if self.precheck is not None:
+            self.precheck(clean)
         extra: dict[str, Any] = {}
         ctx = None
         if self.wants_ctx:
@@ -294,15 +300,19 @@ class ToolContext:
 
 
 def tool(name: str | None = None, *, category: str = "general", version: str = "1", expert: bool = False,
-         literal_checks: dict[str, Callable[[Any], str | None]] | None = None):
+         literal_checks: dict[str, Callable[[Any], str | None]] | None = None, unavailable_hint: str = "",
+         precheck: Callable[[dict[str, Any]], None] | None = None):
     """Declare a tool from a typed function with a docstring (registration stays explicit).
 
     ``literal_checks`` maps a parameter to a function that inspects a literal argument before the
     program runs and returns a problem message (or None): e.g. VPEval's ``'A,B,relation'`` strings.
+    ``unavailable_hint`` is added to the error when no backend can answer (e.g. a weight-free tool to use instead).
+    ``precheck(args)`` raises ToolArgumentError for bad arguments before a backend is chosen.
     """
 
     def wrap(func: Callable) -> Tool:
-        return Tool(func, name=name, category=category, version=version, expert=expert, literal_checks=literal_checks)
+        return Tool(func, name=name, category=category, version=version, expert=expert, literal_checks=literal_checks,
+                    unavailable_hint=unavailable_hint, precheck=precheck)
 
     return wrap
 
@@ -431,15 +441,18 @@ _DEFAULT: Registry | None = None
 
 
 def default_registry(plugins: bool = True) -> Registry:
-    """The built-in tools and aliases, the offline expert backends, plus installed plugins (built once)."""
+    """The built-in tools and aliases, the offline expert backends, the adapters for user-brought
+    weights (available once configured), plus installed plugins (built once)."""
     global _DEFAULT
     if _DEFAULT is None:
+        from .adapters import register_adapters
         from .builtin import register_builtin
         from .experts import register_experts
 
         reg = Registry()
         register_builtin(reg)
         register_experts(reg)
+        register_adapters(reg)
         if plugins:
             reg.load_entry_points()
         _DEFAULT = reg

@@ -17,7 +17,9 @@ def diagnose(registry=None) -> dict[str, Any]:
     """A JSON-ready report: tools with their backends, model files, device, caches."""
     from vistrace import __version__
     from vistrace.config import cache_dir, device, home, models_dir
+    from vistrace.settings import config_file
     from vistrace.tools import default_registry
+    from vistrace.tools.adapters.base import AdapterBackend, hf_cache_dir
     from vistrace.tools.models import known_models, status
 
     reg = registry or default_registry()
@@ -27,8 +29,13 @@ def diagnose(registry=None) -> dict[str, Any]:
         if t.expert:
             for b in sorted(t.backends, key=lambda b: -b.priority):
                 a = b.availability()
-                entry["backends"].append({"backend": b.name, "model": b.model, "version": b.version,
-                                          "available": a.ok, "reason": a.reason, "fix": a.fix})
+                row = {"backend": b.name, "model": b.model, "version": b.version,
+                       "available": a.ok, "reason": a.reason, "fix": a.fix}
+                if isinstance(b, AdapterBackend):
+                    s = b.settings()
+                    row["settings"] = {"table": f"[backends.{s.backend}]",
+                                       "values": {k: {"value": v, "from": s.where(k)} for k, v in s.values.items()}}
+                entry["backends"].append(row)
             entry["available"] = any(b["available"] for b in entry["backends"])
             if not entry["backends"]:
                 entry["reason"] = "no backend installed for this tool"
@@ -49,6 +56,7 @@ def diagnose(registry=None) -> dict[str, Any]:
     return {
         "vistrace": __version__, "python": platform.python_version(), "platform": platform.platform(),
         "device": dev, "home": str(home()),
+        "settings_file": str(config_file()) if config_file() else None, "hf_cache": str(hf_cache_dir()),
         "models_dir": {"path": str(models_dir()), "bytes": _size(models_dir())},
         "result_cache": {"path": str(cache_dir()), "bytes": _size(cache_dir())},
         "tools": tools, "models": models,
@@ -60,6 +68,8 @@ def render(report: dict[str, Any], console) -> None:
 
     console.print(f"vistrace {report['vistrace']} · Python {report['python']} · device [bold]{report['device']}[/]")
     console.print(f"home {report['home']}")
+    console.print(f"settings {report['settings_file'] or 'none (./vistrace.toml or $VISTRACE_HOME/vistrace.toml)'}"
+                  f" · Hugging Face cache {report['hf_cache']}")
     console.print(f"models {report['models_dir']['path']} ({report['models_dir']['bytes'] / 2**20:.1f} MB) · "
                   f"result cache {report['result_cache']['path']} ({report['result_cache']['bytes'] / 2**20:.1f} MB)")
     table = Table(title="tools and backends")
@@ -74,6 +84,8 @@ def render(report: dict[str, Any], console) -> None:
         for b in t["backends"]:
             state = "[green]ok[/]" if b["available"] else "[red]unavailable[/]"
             detail = b["reason"] if b["available"] else f"{b['reason']} — fix: {b['fix']}"
+            if b.get("settings", {}).get("values"):
+                detail += " · " + ", ".join(f"{k}={v['value']!r} ({v['from']})" for k, v in b["settings"]["values"].items())
             table.add_row(t["tool"], f"{b['backend']} ({b['model']})", state, detail)
     console.print(table)
     mt = Table(title="model files")

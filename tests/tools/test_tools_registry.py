@@ -17,6 +17,7 @@ EXPECTED_TOOLS = {
     "crop", "zoom", "crop_left_of", "crop_right_of", "crop_above", "crop_below", "spatial", "scale",
     "detect", "ocr", "ask", "caption", "depth", "region", "loc", "object_eval", "count_eval",
     "spatial_eval", "scale_eval", "text_eval", "vqa_eval", "count", "box", "detect_faces", "pose", "classify", "find_text", "segment", "stereo_depth",
+    "detections", "generate", "layout_sketch",
 }
 EXPECTED_ALIASES = {
     "LOC": "loc", "COUNT": "count", "CROP": "crop", "CROP_LEFTOF": "crop_left_of", "CROP_RIGHTOF": "crop_right_of",
@@ -60,7 +61,7 @@ def test_each_tool_is_fully_declared(bare_registry, name):
 
 def test_expert_flags(bare_registry):
     experts = {t.name for t in bare_registry.tools() if t.expert}
-    assert experts == {"detect", "ocr", "ask", "caption", "depth", "detect_faces", "pose", "classify", "segment"}
+    assert experts == {"detect", "ocr", "ask", "caption", "depth", "detect_faces", "pose", "classify", "segment", "generate"}
 
 
 def test_validation_message_names_argument_tool_and_types(bare_registry, coco_image):

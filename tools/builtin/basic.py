@@ -41,4 +41,18 @@ def box(x1: float, y1: float, x2: float, y2: float, label: str = "") -> Box:
         raise ToolArgumentError(str(exc)) from None
 
 
-TOOLS = (count, box)
+@tool(category="basic")
+def detections(boxes: list[Box], query: str = "") -> Detections:
+    """Collect boxes into Detections, e.g. a layout for generate or layout_sketch.
+
+    Args:
+        boxes: The boxes, e.g. [box(10, 10, 200, 200, 'cat'), box(220, 40, 500, 300, 'dog')].
+        query: An optional name for the set.
+
+    Returns:
+        The Detections, in the order given.
+    """
+    return Detections(boxes, query=query or ",".join(dict.fromkeys(b.label for b in boxes if b.label)))
+
+
+TOOLS = (count, box, detections)

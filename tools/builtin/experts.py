@@ -11,6 +11,9 @@ Backend contract (what ``backend.run`` receives and must return), per tool:
 - ``ask``: ``run(image=Image, question=str, choices=list[str]) -> str`` (choices may be empty).
 - ``caption``: ``run(image=Image) -> str``.
 - ``depth``: ``run(image=Image) -> DepthMap`` over the given image's pixel grid, convention stated.
+- ``segment``: ``run(image=Image, box=Box?, point=(x, y)?, mask=Mask?) -> Mask`` over the given
+  image's grid; prompts are in the given image's own pixels, only those given are passed. A backend
+  that cannot use a prompt kind says so in ``suits`` (e.g. GrabCut needs a box or a mask).
 
 The tools map boxes back to root-image pixels (``image.to_root``), so crops compose.
 """
@@ -152,7 +155,11 @@ def caption(image: Image, backend: Backend = None) -> str:
     return _expect(backend.run(image=image), str, "caption", backend).strip()
 
 
-@tool(category="expert", expert=True)
+DEPTH_HINT = ("monocular depth needs weights you bring (DPT or Depth-Anything: see docs/adapters.md); "
+              "for a rectified stereo pair, stereo_depth(left, right) needs none")
+
+
+@tool(category="expert", expert=True, unavailable_hint=DEPTH_HINT)
 def depth(image: Image, backend: Backend = None) -> DepthMap:
     """Estimate per-pixel depth; the map states whether larger values are nearer or farther.
 
@@ -275,27 +282,52 @@ def find_text(image: Image, text: str, ctx: ToolContext = None) -> TextLines:
     return TextLines(ln for ln in lines if needle in " ".join(ln.text.lower().split()))
 
 
-@tool(category="expert", expert=True)
-def segment(image: Image, box: Box | Detections, backend: Backend = None) -> Mask:
-    """Segment the object inside a box: a pixel mask over the given image's grid.
+def _check_prompts(args: dict[str, Any]) -> None:
+    box, point, mask, image = args.get("box"), args.get("point"), args.get("mask"), args["image"]
+    if isinstance(box, Detections) and not len(box):
+        raise ToolArgumentError("segment needs a box; the Detections given are empty")
+    if box is None and point is None and mask is None:
+        raise ToolArgumentError("segment needs a prompt: box=..., point=[x, y] or mask=...")
+    if point is not None and len(point) != 2:
+        raise ToolArgumentError(f"point must be [x, y], got {len(point)} numbers")
+    if mask is not None and (mask.width, mask.height) != image.size:
+        raise ToolArgumentError(f"mask is {mask.width}x{mask.height}, the image {image.width}x{image.height}: "
+                                "give a mask over the same pixel grid")
+
+
+@tool(category="expert", expert=True, precheck=_check_prompts)
+def segment(image: Image, box: Box | Detections | None = None, point: list[float] | None = None,
+            mask: Mask | None = None, backend: Backend = None) -> Mask:
+    """Segment one object given a box, a point on it, or a rough mask: a pixel mask over the image's grid.
+
+    Give at least one prompt; several may be combined (e.g. a box and a point inside it).
 
     Args:
         image: The image (or a crop of one) to segment.
         box: The object's box in root-image pixels, or Detections whose first box is used.
+        point: A point [x, y] on the object, in root-image pixels.
+        mask: A rough mask of the object over the image's grid, to refine.
 
     Returns:
         The object's mask (same size as ``image``).
     """
+    _check_prompts({"image": image, "box": box, "point": point, "mask": mask})
     if isinstance(box, Detections):
-        if not len(box):
-            raise ToolArgumentError("segment needs a box; the Detections given are empty")
         box = box[0]
-    local = image.from_root(box)
-    mask = _expect(backend.run(image=image, box=local), Mask, "segment", backend)
-    if (mask.width, mask.height) != image.size:
-        raise ToolError(f"backend '{backend.name}' of segment returned a {mask.width}x{mask.height} mask "
+    args: dict[str, Any] = {"image": image}
+    if box is not None:
+        args["box"] = image.from_root(box)
+    if point is not None:
+        sx, sy = image.scale
+        ox, oy = image.offset
+        args["point"] = ((float(point[0]) - ox) * sx, (float(point[1]) - oy) * sy)
+    if mask is not None:
+        args["mask"] = mask
+    out = _expect(backend.run(**args), Mask, "segment", backend)
+    if (out.width, out.height) != image.size:
+        raise ToolError(f"backend '{backend.name}' of segment returned a {out.width}x{out.height} mask "
                         f"for a {image.width}x{image.height} image")
-    return mask
+    return out
 
 
 TOOLS = (detect, ocr, ask, caption, depth, region, loc, detect_faces, pose, classify, find_text, segment)

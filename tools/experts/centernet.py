@@ -26,7 +26,6 @@ Measured on the development images (numbers in ``docs/benchmarks.md``, "Detectio
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -37,6 +36,7 @@ from vistrace.values import Box, Detections, Image
 from ..backends import Availability, Backend
 from . import files  # noqa: F401  (registers the model files)
 from .tfjs import support
+from ..vocabulary import query_forms
 
 INPUT = "tower_0/images"
 OUTPUT = "tower_0/detections"
@@ -82,16 +82,7 @@ _INDEX = {name: i for i, name in enumerate(LABELS)}
 
 def coco_class(query: str) -> str | None:
     """The COCO-80 class a query word names (case, articles, plurals and synonyms folded), or None."""
-    q = re.sub(r"\s+", " ", str(query).strip().lower().replace("-", " ").replace("_", " "))
-    q = re.sub(r"^(a|an|the|some) ", "", q)
-    candidates = [q]
-    if q.endswith("ies"):
-        candidates.append(q[:-3] + "y")
-    if q.endswith("es"):
-        candidates.append(q[:-2])
-    if q.endswith("s"):
-        candidates.append(q[:-1])
-    for c in candidates:
+    for c in query_forms(query):
         if c in _INDEX:
             return c
         if c in SYNONYMS:

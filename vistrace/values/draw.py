@@ -35,3 +35,10 @@ def draw_box(canvas, xyxy, label: str = "", color=None, width: int | None = None
         d.rectangle(bbox, fill=color)
         d.text((tx, ty), label, fill=(255, 255, 255))
     return canvas
+
+
+def font(size: int = 14):
+    """PIL's bundled scalable font at ``size`` pixels (no system fonts needed)."""
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)

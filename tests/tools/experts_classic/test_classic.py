@@ -8,11 +8,11 @@ import pytest
 from PIL import Image as PILImage
 
 import vistrace
-from vistrace.errors import ToolArgumentError
+from vistrace.errors import BackendUnavailable, ToolArgumentError
 from vistrace.tools import Registry
 from vistrace.tools.builtin import register_builtin
 from vistrace.tools.experts.grabcut import GrabCutBackend
-from vistrace.values import Box, Image
+from vistrace.values import Box, Image, Mask
 
 
 @pytest.fixture
@@ -85,3 +85,36 @@ def test_stereo_depth_needs_images_of_one_size(registry):
     small = image.crop(Box(0, 0, 100, 100))
     with pytest.raises(ToolArgumentError, match="same size"):
         registry.get("stereo_depth")(registry, left=image, right=small)
+
+
+def test_grabcut_refines_a_rough_mask(registry):
+    """Given a rough mask (a square around the disk, no box), GrabCut cuts it down to the disk."""
+    image, truth = synthetic_scene(2)
+    rough = np.zeros_like(truth)
+    rough[50:190, 100:240] = True
+    mask = registry.get("segment")(registry, image=image, mask=Mask(rough, label="disk"))
+    assert iou(mask.array, truth) > 0.9 and iou(rough, truth) < 0.75
+    assert mask.label == "disk"
+
+
+def test_grabcut_with_a_box_and_a_point(registry):
+    image, truth = synthetic_scene(3)
+    mask = registry.get("segment")(registry, image=image, box=Box(95, 40, 245, 200), point=[170, 120])
+    assert iou(mask.array, truth) > 0.9
+
+
+def test_a_point_alone_is_refused_by_grabcut_with_the_reason(registry):
+    image, _ = synthetic_scene()
+    with pytest.raises(BackendUnavailable, match="needs a box or a rough mask"):
+        registry.get("segment")(registry, image=image, point=[170, 120])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({}, "needs a prompt"),
+    ({"point": [1.0, 2.0, 3.0]}, r"point must be \[x, y\]"),
+    ({"mask": Mask(np.ones((10, 10), bool))}, "same pixel grid"),
+])
+def test_segment_rejects_bad_prompts(registry, kwargs, message):
+    image, _ = synthetic_scene()
+    with pytest.raises(ToolArgumentError, match=message):
+        registry.get("segment")(registry, image=image, **kwargs)
