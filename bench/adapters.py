@@ -46,8 +46,12 @@ def images(n: int):
 def build_yolo(folder: Path) -> Path:
     from ultralytics import YOLO
 
+    from vistrace.tools.experts.centernet import LABELS
+
     path = folder / "yolo11n-random.pt"
-    YOLO("yolo11n.yaml").save(str(path))
+    model = YOLO("yolo11n.yaml")
+    model.model.names = dict(enumerate(LABELS))  # COCO-80 names, as a trained checkpoint has them
+    model.save(str(path))
     return path
 
 

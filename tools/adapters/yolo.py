@@ -71,6 +71,15 @@ def ultralytics_offline() -> Any:
         utils.ONLINE = checks.ONLINE = events.ONLINE = False  # in case it was imported before us
         utils.AUTOINSTALL = checks.AUTOINSTALL = False
         events.events.enabled = False
+        # ultralytics replaces PIL.Image.open process-wide with a wrapper that, on a file PIL cannot read,
+        # tries to pip-install a HEIF plugin and then raises ModuleNotFoundError instead of PIL's error.
+        # Put PIL's own function back: unreadable images must stay InputErrors everywhere in vistrace.
+        from PIL import Image as PILImage
+        from ultralytics.utils import patches
+
+        original = getattr(patches, "_image_open", None)
+        if original is not None and PILImage.open is getattr(patches, "image_open", None):
+            PILImage.open = original
     return ultralytics
 
 

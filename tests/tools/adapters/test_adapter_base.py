@@ -168,3 +168,21 @@ def test_a_longer_table_name_keeps_its_own_variables(monkeypatch):
     monkeypatch.setenv("VISTRACE_YOLO_WEIGHTS", "/det.pt")
     assert backend_settings("yolo").values == {"weights": "/det.pt"}
     assert backend_settings("yolo_seg").values == {"weights": "/seg.pt"}
+
+
+def test_doctor_lists_every_adapter_with_its_fix_and_settings(tmp_path, monkeypatch):
+    """Given one adapter configured by env and the rest not, when doctor runs, then each adapter row says
+    what it needs (the env var) and the configured one shows its setting and where it came from."""
+    from vistrace.doctor import diagnose
+
+    monkeypatch.setenv("VISTRACE_SAM_CHECKPOINT", str(tmp_path / "sam.pth"))
+    report = diagnose()
+    rows = {b["backend"]: b for t in report["tools"] for b in t["backends"]}
+    for name in ("yolo", "yolo_seg", "sam", "owlv2", "grounding_dino", "dpt", "depth_anything", "hf_vqa", "hf_caption",
+                 "diffusers", "gligen"):
+        assert name in rows, f"doctor does not list {name}"
+        assert not rows[name]["available"] and rows[name]["fix"]
+    assert "VISTRACE_YOLO_WEIGHTS" in rows["yolo"]["fix"]
+    assert "sam.pth" in rows["sam"]["reason"]
+    assert rows["sam"]["settings"]["values"]["checkpoint"]["from"] == "env VISTRACE_SAM_CHECKPOINT"
+    assert report["settings_file"] is None

@@ -34,7 +34,7 @@ from vistrace.values import Box, Image, Mask
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 torch = pytest.importorskip("torch")
-pytest.importorskip("ultralytics")
+yolo.ultralytics_offline()  # import ultralytics the backend's way: offline, PIL.Image.open left as PIL's
 
 IMAGES = Path(__file__).resolve().parents[3] / "examples" / "images"
 IMGSZ = 320            # smaller than the default 640, for CPU time
@@ -456,3 +456,15 @@ def test_an_open_vocabulary_checkpoint_needs_its_local_text_encoder(configured, 
     assert "'clip'" in why or ("mobileclip_blt.ts" in why and "nothing is downloaded" in why), why
     ok, why = yolo.YoloDetectBackend().suits({"labels": ["7"]})  # a yaml-built model's names are "0".."79"
     assert ok and "detects its 80 classes" in why
+
+
+def test_importing_ultralytics_leaves_pil_errors_alone(configured, tmp_path):
+    """Given the backend loaded (ultralytics imported), when a file that is not an image is opened, then
+    vistrace still reports an InputError naming it — ultralytics' PIL.Image.open patch is undone."""
+    from vistrace.errors import InputError
+
+    yolo.YoloDetectBackend().loaded()
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(InputError, match="cannot read image"):
+        Image.open(bad)
