@@ -37,6 +37,7 @@ Decisions, from reading ultralytics 8.4.190:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from pathlib import Path
@@ -59,12 +60,30 @@ TEXT_MODEL_FILES = {"mobileclip": "mobileclip_blt.ts", "mobileclip2": "mobilecli
 _FLAGS_LOCK = threading.Lock()
 
 
+@contextlib.contextmanager
+def torch_threads_kept():
+    """Undo ultralytics' process-wide ``torch.set_num_threads(cpu_count - 1)`` (its select_device on CPU),
+    which would otherwise slow every other torch model in the process (1 thread on a 2-core machine)."""
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def ultralytics_offline() -> Any:
     """Import ultralytics with every network path off (see the module docstring); returns the package."""
     with _FLAGS_LOCK:
         os.environ["YOLO_OFFLINE"] = "1"          # read by ultralytics.utils.is_online() at import
         os.environ["YOLO_AUTOINSTALL"] = "false"  # read into ultralytics.utils.AUTOINSTALL at import
+        had_omp = "OMP_NUM_THREADS" in os.environ
         import ultralytics
+
+        if not had_omp:  # ultralytics sets OMP_NUM_THREADS=1 for training at import; not ours to change
+            os.environ.pop("OMP_NUM_THREADS", None)
         from ultralytics import utils
         from ultralytics.utils import checks, events
 
@@ -236,7 +255,8 @@ class _YoloBase(AdapterBackend):
         if state.precision != precision:
             state.yolo.predictor = None  # precision is fixed when the predictor is set up
         state.precision = precision
-        return state.yolo.predict(pils, **args)
+        with torch_threads_kept():
+            return state.yolo.predict(pils, **args)
 
 
 class YoloDetectBackend(_YoloBase):

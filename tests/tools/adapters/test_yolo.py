@@ -468,3 +468,15 @@ def test_importing_ultralytics_leaves_pil_errors_alone(configured, tmp_path):
     bad.write_text("not an image")
     with pytest.raises(InputError, match="cannot read image"):
         Image.open(bad)
+
+
+def test_predicting_leaves_torch_threads_alone(registry, images):
+    """Given torch set to 2 threads, when YOLO predicts on the CPU, then torch still has 2 threads afterwards
+    (ultralytics' select_device would set cpu_count - 1 for the whole process)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        registry.get("detect")(registry, image=images["chelsea"], query="cat", threshold=0.01)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
