@@ -230,6 +230,9 @@ class Tool:
         others = [b.name for b, _ in candidates[1:]]
         if others:
             why += f" (preferred over {', '.join(others)})"
+        skipped = [b.name for b in self.backends if b.priority > backend.priority and b not in dict(candidates)]
+        if skipped:
+            why += f"; not available or not suited: {', '.join(sorted(skipped))} (see `vistrace doctor`)"
         return backend, why
 
     def __call__(self, registry: "Registry | None" = None, **args: Any) -> Any:
