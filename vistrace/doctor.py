@@ -46,8 +46,9 @@ def diagnose(registry=None) -> dict[str, Any]:
     models = []
     for name, spec in sorted(known_models().items()):
         ok, reason = status(name)
-        models.append({"name": name, "package": f"{spec.package.kind} {spec.package.spec}", "path": str(spec.path()),
+        models.append({"name": name, "package": spec.source, "path": str(spec.path()),
                        "present": ok, "reason": reason, "fix": None if ok else f"{spec.fetch_command}",
+                       "optional": not spec.default,
                        "about": spec.about, "license": spec.license})
     try:
         dev = device()
@@ -92,5 +93,7 @@ def render(report: dict[str, Any], console) -> None:
     for col in ("model", "package", "status", "fix"):
         mt.add_column(col, overflow="fold")
     for m in report["models"]:
-        mt.add_row(m["name"], m["package"], "[green]present[/]" if m["present"] else "[red]missing[/]", m["fix"] or "")
+        state = "[green]present[/]" if m["present"] else "[yellow]optional, not fetched[/]" if m.get("optional") \
+            else "[red]missing[/]"
+        mt.add_row(m["name"], m["package"], state, m["fix"] or "")
     console.print(mt)

@@ -1,0 +1,438 @@
+"""The agent as a LangGraph graph: plan -> check -> run -> (repair -> plan)* -> answer | fail.
+
+State (what the checkpointer persists, plain JSON-like data only): the question, the session's images
+(name -> file), the history of finished turns, this turn's attempts and its outcome.  The live
+things (the LLM, the registry, the image values, the Run objects) travel in :class:`AgentContext`,
+LangGraph's run context, which is never persisted.
+
+Each node does one thing and never lets bad model output escape as an exception:
+
+- **plan**: render :func:`~vistrace.agent.prompt.planner_messages`, call the LLM (with the registry's
+  GBNF grammar when the model supports it, else a JSON schema, else plain text), extract the program.
+  An output without a program (empty, prose, cut off, not UTF-8) becomes problems for the next
+  attempt.  An LLM that cannot be called at all (missing weights, server down) ends the turn.
+- **check**: the sandbox's static check on the registry, plus the agent's own: every free name must
+  be an input, and the program must produce ``result``.
+- **run**: ``vistrace.run``; a runtime error (with its line, step and tool) becomes problems.
+- **repair**: announces the next attempt; **answer** cites the steps the value rests on;
+  **fail** keeps every attempt.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import operator
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Any, Callable, TypedDict
+
+from .events import CheckProblems, LLMToken, PlanStarted, ProgramReady, RepairStarted, RuntimeFailed, StepDone
+
+NODES = ("plan", "check", "run", "repair", "answer", "fail")
+PROGRAM_SCHEMA = {
+    "type": "object",
+    "properties": {"program": {"type": "string",
+                               "description": "the whole program: one statement per line, the last `result = ...`"}},
+    "required": ["program"],
+    "additionalProperties": False,
+}
+STEP_FIELDS = {"id", "line", "source", "target", "call", "tool", "backend", "model", "output", "duration_s",
+               "cache_hit", "error"}
+
+
+def merge_images(old: dict | None, new: dict | None) -> dict:
+    return {**(old or {}), **(new or {})}
+
+
+class AgentState(TypedDict, total=False):
+    question: str
+    turn: int
+    max_attempts: int
+    images: Annotated[dict[str, str], merge_images]   # input name -> image file (or a description)
+    history: Annotated[list[dict], operator.add]       # finished turns of the session
+    attempts: list[dict]                               # this turn's attempts (see result.Attempt)
+    outcome: dict | None                               # {"status": "answered"|"failed", ...}
+
+
+@dataclass
+class AgentContext:
+    """What the nodes need that is not persisted: the model, the tools, the image values, the runs."""
+
+    llm: Any
+    registry: Any
+    values: dict[str, Any]
+    grammar: bool = True
+    max_tokens: int = 512
+    stream_tokens: bool = False
+    cache: Any = True
+    limits: Any = None
+    save_dir: Callable[[dict], Path | None] | None = None   # turn state -> where to save the run folder
+    runs: dict[int, Any] = field(default_factory=dict)      # attempt number -> Run (this process only)
+    grammars: dict[tuple, str] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------------------ helpers
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _replace_last(attempts: list[dict], **changes: Any) -> list[dict]:
+    last = {**attempts[-1], **changes}
+    return attempts[:-1] + [last]
+
+
+def input_types(values: dict[str, Any]) -> dict[str, str]:
+    return {name: getattr(v, "type_name", type(v).__name__) for name, v in values.items()}
+
+
+def image_notes(values: dict[str, Any]) -> dict[str, str]:
+    notes = {}
+    for name, v in values.items():
+        if hasattr(v, "width") and hasattr(v, "height"):
+            src = Path(str(getattr(v, "source", "") or "")).name
+            notes[name] = f"{v.width}x{v.height} image" + (f" {src}" if src else "")
+    return notes
+
+
+def constraint_mode(llm: Any, grammar: bool) -> str:
+    """How the planner's output is constrained: ``grammar`` (GBNF), ``json_schema`` or ``plain``."""
+    if not grammar:
+        return "plain"
+    if getattr(llm, "supports_grammar", False):
+        return "grammar"
+    if getattr(llm, "supports_json_schema", False):
+        return "json_schema"
+    return "plain"
+
+
+def _grammar_text(ctx: AgentContext) -> str:
+    from .grammar import program_grammar
+    from .toolset import planner_tools
+
+    types = input_types(ctx.values)
+    key = (id(ctx.registry), tuple(sorted(types.items())))
+    if key not in ctx.grammars:
+        tools = planner_tools(ctx.registry, types)
+        ctx.grammars[key] = program_grammar(ctx.registry, list(types), tools=tools)
+    return ctx.grammars[key]
+
+
+def _as_text(piece: Any) -> str:
+    if isinstance(piece, (bytes, bytearray)):
+        return bytes(piece).decode("utf-8", errors="replace")
+    text = piece if isinstance(piece, str) else str(piece)
+    return text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates cannot be stored
+
+
+def program_from_output(raw: str, mode: str) -> str:
+    """The program in a model's output; raises NoProgram when there is none."""
+    from .extract import NoProgram, extract_program
+
+    if mode == "json_schema":
+        try:
+            obj = json.loads(raw)
+        except (json.JSONDecodeError, RecursionError, ValueError):
+            obj = None
+        if isinstance(obj, dict):
+            if not isinstance(obj.get("program"), str):
+                raise NoProgram('the JSON answer has no text field "program"')
+            raw = obj["program"]
+    program = extract_program(raw)
+    if not program.strip():
+        raise NoProgram("the model's answer holds no program")
+    return program
+
+
+def _keeps_last_line(raw: str, program: str) -> bool:
+    """Whether a cut-off answer's last line made it into the program (else the program lost its end)."""
+    lines = [ln.strip() for ln in raw.splitlines() if ln.strip() and not ln.strip().startswith(("```", "~~~"))]
+    return not lines or lines[-1] in program
+
+
+# --------------------------------------------------------------------------------------- static check
+def _first_use(tree: ast.AST, name: str) -> tuple[int, int]:
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Name) and n.id == name:
+            return n.lineno, n.col_offset
+    return 1, 0
+
+
+def static_problems(program: str, registry: Any, input_names: list[str], limits: Any = None) -> list[str]:
+    """Every reason ``program`` cannot run on these inputs, each with line:col and a hint (empty = fine)."""
+    from vistrace.errors import ProgramError
+    from vistrace.sandbox import check, errors, parse
+    from vistrace.sandbox.program import RESULT_NAMES
+
+    try:
+        prog = parse(program, limits=limits)
+    except ProgramError as exc:
+        return [str(p) for p in exc.problems] or [str(exc)]
+    out = [str(p) for p in errors(check(prog, registry, limits))]
+    given = ", ".join(input_names) or "none"
+    if prog.style == "function":
+        for spec in prog.inputs:
+            if spec.required and spec.name not in input_names:
+                out.append(f"line {prog.entry.lineno}:1: parameter '{spec.name}' is not an input "
+                           f"(hint: the inputs are: {given})")
+    else:
+        for spec in prog.inputs:
+            if spec.name in input_names or any(f"'{spec.name}'" in p for p in out):
+                continue
+            line, col = _first_use(prog.tree, spec.name)
+            out.append(f"line {line}:{col + 1}: '{spec.name}' is read but never assigned and is not an input "
+                       f"(hint: the inputs are: {given}; assign a variable before using it)")
+    if prog.style == "script":
+        body = [s for s in prog.tree.body if not isinstance(s, ast.FunctionDef)]
+        assigned = {n.id for s in body for n in ast.walk(s) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+        if not (set(RESULT_NAMES) & assigned) and not (body and isinstance(body[-1], ast.Expr)):
+            last = body[-1].lineno if body else 1
+            out.append(f"line {last}:1: the program never assigns `result` (hint: end with `result = ...`)")
+    return out
+
+
+REPAIR_TEMPERATURE = 0.7
+
+
+# ------------------------------------------------------------------------------------------- nodes
+def plan(state: AgentState, runtime) -> dict:
+    from vistrace.agent.llm.base import LLMError
+
+    from .extract import NoProgram
+    from .prompt import PlanRequest, planner_messages
+
+    ctx: AgentContext = runtime.context
+    emit = runtime.stream_writer
+    attempts = list(state.get("attempts") or [])
+    n = len(attempts) + 1
+    prev = attempts[-1] if attempts else None
+    mode = constraint_mode(ctx.llm, ctx.grammar)
+    note = ""
+    # Greedy for the first plan; a repair samples (seeded, so still reproducible): at temperature 0 a small
+    # model mostly repeats the program it was asked to fix (measured with the 0.5B model: 0 of 9 repairs
+    # fixed greedily, 2 of 9 at 0.8).
+    kwargs: dict[str, Any] = {"max_tokens": ctx.max_tokens, "temperature": 0.0 if n == 1 else REPAIR_TEMPERATURE}
+    if mode == "grammar":
+        try:
+            kwargs["grammar"] = _grammar_text(ctx)
+        except Exception as exc:  # noqa: BLE001 - no grammar for this registry: plain text, said in the attempt
+            mode, note = "plain", f"no grammar: {type(exc).__name__}: {exc}"
+    elif mode == "json_schema":
+        kwargs["json_schema"] = PROGRAM_SCHEMA
+    emit(PlanStarted(n, mode=mode, repair=prev is not None, model=str(getattr(ctx.llm, "name", ""))))
+    history = tuple((t["question"], t.get("answer") or "") for t in state.get("history") or [] if t.get("ok"))
+    req = PlanRequest(question=state["question"], inputs=input_types(ctx.values), image_notes=image_notes(ctx.values),
+                      history=history, previous_program=prev.get("program") or prev.get("raw_output") if prev else None,
+                      problems=tuple(prev.get("problems") or ()) if prev else ())
+    attempt: dict[str, Any] = {"number": n, "mode": mode, "raw_output": "", "program": None, "stage": "planned",
+                               "problems": [], "error": None, "finish_reason": "", "note": note}
+    t0 = time.perf_counter()
+    messages = planner_messages(req, ctx.registry)
+    try:
+        if ctx.stream_tokens:
+            pieces = []
+            for piece in ctx.llm.stream(messages, **kwargs):
+                text = _as_text(piece)
+                pieces.append(text)
+                emit(LLMToken(n, text=text))
+            raw, finish = "".join(pieces), "stream"
+        else:
+            done = ctx.llm.complete(messages, **kwargs)
+            raw, finish = _as_text(getattr(done, "text", done)), str(getattr(done, "finish_reason", "") or "")
+    except NoProgram as exc:
+        raw, finish = "", "error"
+        attempt.update(stage="extract", problems=[f"the model's answer held no program: {exc.message}"])
+    except LLMError as exc:  # the model cannot be used: repairing will not help
+        attempt.update(stage="llm", error=exc.to_json(), problems=[str(exc)], seconds=time.perf_counter() - t0)
+        return {"attempts": attempts + [attempt]}
+    except Exception as exc:  # noqa: BLE001 - e.g. undecodable bytes inside the client: a bad output
+        raw, finish = "", "error"
+        attempt.update(stage="extract", problems=[f"the model's output could not be read: {type(exc).__name__}: {exc}"])
+    attempt.update(raw_output=raw, finish_reason=finish, seconds=time.perf_counter() - t0)
+    if attempt["stage"] == "planned":
+        try:
+            attempt["program"] = program_from_output(raw, mode)
+            if finish == "length" and not _keeps_last_line(raw, attempt["program"]):
+                raise NoProgram("the answer was cut off in the middle of the program")
+        except NoProgram as exc:
+            problems = [f"the answer held no program: {exc.message} (hint: reply with only the program, "
+                        "one statement per line, the last one `result = ...`)"]
+            if not raw.strip():
+                problems = ["the answer was empty (hint: reply with the program, the last line `result = ...`)"]
+            if finish == "length":
+                problems.append(f"the answer was cut off at {ctx.max_tokens} tokens (hint: write a shorter program)")
+            attempt.update(stage="extract", problems=problems)
+    if attempt["program"] is not None:
+        emit(ProgramReady(n, program=attempt["program"]))
+    else:
+        emit(CheckProblems(n, problems=tuple(attempt["problems"]), stage="extract"))
+    return {"attempts": attempts + [attempt]}
+
+
+def check(state: AgentState, runtime) -> dict:
+    ctx: AgentContext = runtime.context
+    attempts = list(state["attempts"])
+    a = attempts[-1]
+    problems = static_problems(a["program"], ctx.registry, list(ctx.values), ctx.limits)
+    if problems:
+        if a.get("finish_reason") == "length":
+            problems.append(f"the answer was cut off at {ctx.max_tokens} tokens (hint: write a shorter program)")
+        same = [p["number"] for p in attempts[:-1] if p.get("program") == a["program"]]
+        if same:
+            problems.append(f"this is the same program as attempt {same[-1]} (hint: change what the problems name)")
+        runtime.stream_writer(CheckProblems(a["number"], problems=tuple(problems), stage="check"))
+        return {"attempts": _replace_last(attempts, stage="check", problems=problems)}
+    return {"attempts": _replace_last(attempts, stage="checked", problems=[])}
+
+
+def _execute(ctx: AgentContext, program: str, turn: int, n: int):
+    from vistrace.api import run as run_program
+
+    return run_program(program, registry=ctx.registry, limits=ctx.limits, cache=ctx.cache,
+                       name=f"turn{turn}-attempt{n}", **ctx.values)
+
+
+def runtime_problem(run: Any) -> str:
+    """The runtime error for the planner: where (line:col, step, tool), what, the statement, the steps before."""
+    from vistrace.trace.render import step_line
+
+    err = run.error
+    text = f"runtime error at {err}" if str(err.where) else f"runtime error: {err}"
+    failing = next((s for s in run.trace.steps if s.error is not None), None)
+    if failing is not None and failing.source:
+        text += f"\n  in: {failing.source.strip()}"
+    done = [s for s in run.trace.steps if s.error is None][-5:]
+    if done:
+        text += "\n  steps before it:\n" + "\n".join("  " + step_line(s) for s in done)
+    return text
+
+
+def run(state: AgentState, runtime) -> dict:
+    from vistrace.errors import InputError, ProgramError
+
+    ctx: AgentContext = runtime.context
+    emit = runtime.stream_writer
+    attempts = list(state["attempts"])
+    a = attempts[-1]
+    n = a["number"]
+    try:
+        result = _execute(ctx, a["program"], state.get("turn", 1), n)
+    except (ProgramError, InputError) as exc:
+        problems = [str(p) for p in getattr(exc, "problems", None) or []] or [str(exc)]
+        emit(RuntimeFailed(n, error=exc.to_json(), problems=tuple(problems)))
+        return {"attempts": _replace_last(attempts, stage="run", error=exc.to_json(), problems=problems)}
+    ctx.runs[n] = result
+    for s in result.trace.steps:
+        emit(StepDone(n, step=s.model_dump(include=STEP_FIELDS, mode="json")))
+    if result.error is not None:
+        error = result.error.to_json()
+        problems = [runtime_problem(result)]
+        emit(RuntimeFailed(n, error=error, problems=tuple(problems)))
+        return {"attempts": _replace_last(attempts, stage="run", error=error, problems=problems)}
+    return {"attempts": _replace_last(attempts, stage="ran")}
+
+
+def repair(state: AgentState, runtime) -> dict:
+    a = state["attempts"][-1]
+    runtime.stream_writer(RepairStarted(a["number"] + 1, problems=tuple(a.get("problems") or ())))
+    return {"outcome": None}
+
+
+def _save(ctx: AgentContext, state: AgentState, result: Any) -> str | None:
+    if ctx.save_dir is None or result is None:
+        return None
+    where = ctx.save_dir(dict(state))
+    return str(result.save(where)) if where is not None else None
+
+
+def answer(state: AgentState, runtime) -> dict:
+    from .evidence import cited_steps
+
+    ctx: AgentContext = runtime.context
+    attempts = list(state["attempts"])
+    a = attempts[-1]
+    n = a["number"]
+    result = ctx.runs.get(n)
+    if result is None:  # resumed in a new process after the run: run the checked program again
+        result = ctx.runs[n] = _execute(ctx, a["program"], state.get("turn", 1), n)
+    cites = list(cited_steps(result)) if result.error is None else []
+    run_dir = _save(ctx, state, result)
+    ok = result.error is None
+    text = result.describe()
+    entry = {"turn": state.get("turn", 1), "question": state["question"], "ok": ok, "answer": text if ok else None,
+             "error": None if ok else str(result.error), "program": a["program"], "run_dir": run_dir,
+             "cited_steps": cites, "attempts": n, "at": _now()}
+    outcome = {"status": "answered" if ok else "failed", "attempt": n, "cited_steps": cites, "run_dir": run_dir,
+               "answer": text if ok else None, "message": None if ok else f"the rerun failed: {result.error}"}
+    attempts = _replace_last(attempts, stage="answered" if ok else "run")
+    return {"attempts": attempts, "history": [entry], "outcome": outcome}
+
+
+def failure_message(attempts: list[dict]) -> str:
+    if not attempts:
+        return "no attempt was made"
+    last = attempts[-1]
+    if last.get("stage") == "llm":
+        return f"the model could not be used: {(last.get('problems') or ['?'])[0]}"
+    what = {"extract": "answer held no program", "check": "program was rejected by check",
+            "run": "program failed while running"}
+    first = (last.get("problems") or [""])[0].splitlines()[0] if last.get("problems") else ""
+    return (f"no answer after {len(attempts)} attempt{'s' if len(attempts) != 1 else ''}: the last "
+            f"{what.get(last.get('stage'), 'attempt failed')}" + (f" — {first}" if first else ""))
+
+
+def fail(state: AgentState, runtime) -> dict:
+    ctx: AgentContext = runtime.context
+    attempts = list(state.get("attempts") or [])
+    last_run = ctx.runs.get(attempts[-1]["number"]) if attempts else None
+    run_dir = _save(ctx, state, last_run)
+    message = failure_message(attempts)
+    entry = {"turn": state.get("turn", 1), "question": state["question"], "ok": False, "answer": None,
+             "error": message, "program": next((a["program"] for a in reversed(attempts) if a.get("program")), None),
+             "run_dir": run_dir, "cited_steps": [], "attempts": len(attempts), "at": _now()}
+    return {"history": [entry], "outcome": {"status": "failed", "message": message, "run_dir": run_dir}}
+
+
+# ------------------------------------------------------------------------------------------ routing
+def _route(ok_stage: str, next_node: str):
+    def route(state: AgentState) -> str:
+        attempts = state.get("attempts") or []
+        a = attempts[-1]
+        if a.get("stage") == ok_stage:
+            return next_node
+        if a.get("stage") == "llm" or len(attempts) >= int(state.get("max_attempts") or 4):
+            return "fail"
+        return "repair"
+
+    route.__name__ = f"after_{ok_stage}"
+    return route
+
+
+def build_graph(checkpointer: Any = None):
+    """The compiled agent graph (with ``checkpointer`` when given: a session)."""
+    from langgraph.graph import END, START, StateGraph
+
+    g = StateGraph(AgentState, context_schema=AgentContext)
+    for name, fn in (("plan", plan), ("check", check), ("run", run), ("repair", repair), ("answer", answer),
+                     ("fail", fail)):
+        g.add_node(name, fn)
+    g.add_edge(START, "plan")
+    g.add_conditional_edges("plan", _route("planned", "check"), ["check", "repair", "fail"])
+    g.add_conditional_edges("check", _route("checked", "run"), ["run", "repair", "fail"])
+    g.add_conditional_edges("run", _route("ran", "answer"), ["answer", "repair", "fail"])
+    g.add_edge("repair", "plan")
+    g.add_edge("answer", END)
+    g.add_edge("fail", END)
+    return g.compile(checkpointer=checkpointer)
+
+
+def turn_input(question: str, turn: int, max_attempts: int, images: dict[str, str] | None = None,
+               history: list[dict] | None = None) -> AgentState:
+    """The input that starts a turn: it resets this turn's attempts and outcome."""
+    out: AgentState = {"question": question, "turn": turn, "max_attempts": max_attempts, "attempts": [],
+                       "outcome": None, "images": dict(images or {})}
+    if history:
+        out["history"] = list(history)
+    return out
