@@ -108,7 +108,8 @@ class CenterNetBackend(Backend):
         unknown = [q for q in labels if coco_class(q) is None]
         if unknown:
             names = ", ".join(repr(u) for u in unknown)
-            return False, (f"centernet knows only the 80 COCO classes, not {names}; it knows: "
+            other = "; for faces use detect_faces(image)" if any("face" in u.lower() for u in unknown) else ""
+            return False, (f"centernet knows only the 80 COCO classes, not {names}{other}; it knows: "
                            + ", ".join(LABELS))
         mapped = ", ".join(f"{q}->{coco_class(q)}" if coco_class(q) != q.strip().lower() else q for q in labels)
         return True, f"centernet detects the COCO-80 classes ({mapped})"
