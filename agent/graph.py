@@ -299,7 +299,9 @@ def runtime_problem(run: Any) -> str:
     from vistrace.trace.render import step_line
 
     err = run.error
-    text = f"runtime error at {err}" if str(err.where) else f"runtime error: {err}"
+    brief = getattr(err, "brief", None)  # a refusal without set-up advice for unconfigured backends
+    what = f"{err.where}: {brief}" if brief and str(err.where) else brief or str(err)
+    text = f"runtime error at {what}" if str(err.where) else f"runtime error: {what}"
     failing = next((s for s in run.trace.steps if s.error is not None), None)
     if failing is not None and failing.source:
         text += f"\n  in: {failing.source.strip()}"

@@ -211,6 +211,7 @@ class Tool:
                 f"tool '{self.name}' has no backend installed{also}",
                 fix="install a package that provides one (entry point group 'vistrace.tools'); `vistrace tools` shows which tools have backends")
         refusals = []
+        unsuited = []  # refusals of backends that are installed and configured
         candidates = []
         for b in sorted(self.backends, key=lambda b: -b.priority):
             avail = b.availability()
@@ -222,10 +223,15 @@ class Tool:
                 candidates.append((b, why))
             else:
                 refusals.append(f"{b.name}: {why}")
+                unsuited.append(why)
         if not candidates:
             fixes = "; ".join(refusals)
+            brief = None
+            if unsuited and len(unsuited) < len(refusals):
+                brief = f"{self.name} cannot answer these arguments: " + "; ".join(unsuited) + also
             raise BackendUnavailable(f"no backend of tool '{self.name}' can answer: {fixes}{also}",
-                                     fix=next((b.availability().fix for b in self.backends if b.availability().fix), None))
+                                     fix=next((b.availability().fix for b in self.backends if b.availability().fix), None),
+                                     brief=brief)
         backend, why = candidates[0]
         others = [b.name for b, _ in candidates[1:]]
         if others:

@@ -107,6 +107,9 @@ class ToolArgumentError(ToolError):
 class BackendUnavailable(ToolError):
     """No backend of a tool can run here; the message names what is missing and the fix."""
 
-    def __init__(self, message: str, *, fix: str | None = None, **kw):
+    def __init__(self, message: str, *, fix: str | None = None, brief: str | None = None, **kw):
         super().__init__(message, hint=fix, **kw)
         self.fix = fix
+        # what a planner needs (why the installed backends refused these arguments), without the
+        # set-up advice for backends that are not configured; None when the message is already short
+        self.brief = brief

@@ -8,9 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from vistrace.config import models_dir
 from vistrace.errors import BackendUnavailable, InputError
 from vistrace.settings import backend_settings, config_file, env_name
 from vistrace.tools.adapters.base import AdapterBackend, hf_local_path, weights_fingerprint
+
+
+REAL_MODELS = models_dir()  # where `make test` fetched the offline experts (read before fixtures isolate)
 
 
 class FileAdapter(AdapterBackend):
@@ -186,3 +190,21 @@ def test_doctor_lists_every_adapter_with_its_fix_and_settings(tmp_path, monkeypa
     assert "sam.pth" in rows["sam"]["reason"]
     assert rows["sam"]["settings"]["values"]["checkpoint"]["from"] == "env VISTRACE_SAM_CHECKPOINT"
     assert report["settings_file"] is None
+
+
+def test_a_refusal_has_a_brief_form_without_setup_advice_for_unconfigured_backends(monkeypatch):
+    """Given CenterNet installed and the detect adapters unconfigured, when 'face' is asked for, then the error
+    lists every backend with its fix, and its brief form (what the planner is shown) only says why the
+    installed detector refused — and where faces are found instead."""
+    from PIL import Image as PILImage
+
+    from vistrace.tools import default_registry
+    from vistrace.values import Image
+
+    monkeypatch.setenv("VISTRACE_MODELS_DIR", str(REAL_MODELS))
+    reg = default_registry()
+    with pytest.raises(BackendUnavailable) as err:
+        reg.get("detect")(reg, image=Image(PILImage.new("RGB", (64, 64))), query="face")
+    assert "VISTRACE_YOLO_WEIGHTS" in str(err.value)
+    assert err.value.brief and "VISTRACE_YOLO_WEIGHTS" not in err.value.brief
+    assert "detect_faces" in err.value.brief
