@@ -65,6 +65,10 @@ def receipt_key(n: str, field: str) -> str:
     return json.loads((DATA / "sroie" / "key" / f"{n}.json").read_text())[field]
 
 
+# An answer is a few words: a program that returns a whole page of OCR text (which contains the total
+# somewhere) has not answered "what is the total?", so longer answers never count as correct.
+MAX_ANSWER = 80
+
 COCO = "../shared/data/coco_fixture/000000039769.png"
 DOGS = "../shared/data/vpeval/examples/dogs.jpg"
 
@@ -147,7 +151,8 @@ def main() -> int:
             shown = str(text if text is not None else value)
             row = {"n": i, "kind": q.kind, "image": q.image, "question": q.question, "answered": ok,
                    "first_try": bool(attempts) and attempts[0].ok, "attempts": len(attempts),
-                   "answer": shown[:200], "correct": ok and q.correct(shown), "seconds": round(secs, 2),
+                   "answer": shown[:200], "correct": ok and len(shown) <= MAX_ANSWER and q.correct(shown),
+                   "seconds": round(secs, 2),
                    "program": attempts[-1].program if attempts else None,
                    "problems": [list(a.problems) for a in attempts]}
             rows.append(row)
