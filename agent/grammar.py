@@ -184,7 +184,13 @@ def program_grammar(registry, input_names: list[str], *, tools: list | None = No
         head += ['fence-open ::= "```" ("python" | "py")? "\\n"', 'fence-close ::= "```" "\\n"?']
     if inputs:
         head.insert(1, "# inputs: " + ", ".join(inputs))
-    lines = head + [f"name ::= [a-zA-Z] [a-zA-Z0-9_]{{0,{MAX_NAME - 1}}}"]
+    # Variables are snake_case or ALL-CAPS (VisProg's BOX0, IMAGE), never Capitalised: a small model
+    # otherwise reads the type name `Image` as a variable (5 of the 8 questions it never answered in
+    # bench/planner.py). An input with another spelling re-opens every form.
+    if all(n.islower() or n.isupper() for n in inputs):
+        lines = head + [f"name ::= [a-z] [a-zA-Z0-9_]{{0,{MAX_NAME - 1}}} | [A-Z] [A-Z0-9_]{{0,{MAX_NAME - 1}}}"]
+    else:
+        lines = head + [f"name ::= [a-zA-Z] [a-zA-Z0-9_]{{0,{MAX_NAME - 1}}}"]
     lines += _CORE.strip().replace("MAX_STRING", str(MAX_STRING)).replace("MAX_NAME1", str(MAX_NAME - 1)).splitlines()
     lines.append("tool-call ::= " + " | ".join(call_names))
     lines.append("builtin ::= " + _alternation(safe_builtins()))

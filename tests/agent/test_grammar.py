@@ -155,6 +155,7 @@ REJECTED = {
     "name too long": "a" * (MAX_NAME + 1) + " = 1\nresult = 1",
     "string too long": "result = '" + "x" * (MAX_STRING + 1) + "'",
     "too many statements": "x = 1\n" * MAX_STATEMENTS + "result = x",
+    "a type name read as a variable": "d = detect(Image, 'dog')\nresult = d.count",
 }
 
 
