@@ -48,6 +48,7 @@ float16 on CUDA, float32 elsewhere), and the thresholds/prompt above.
 from __future__ import annotations
 
 import re
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -200,9 +201,10 @@ class HFDetectBackend(AdapterBackend):
         return [Detections([b for b in boxes if b.score >= floor], query=",".join(labels), image_size=im.size)
                 for im, boxes in zip(images, found)]
 
+    @abstractmethod
     def detect_boxes(self, loaded: LoadedDetector, images: list[Image], labels: list[str],
                      floor: float) -> list[list[Box]]:
-        raise NotImplementedError
+        """Boxes per image (in the image's own pixels, labelled with query labels, scores 0..1)."""
 
 
 def clipped(xyxy: list[float], w: int, h: int, label: str, score: float) -> Box | None:
