@@ -56,18 +56,24 @@ def to_image(value: Any):
 class Agent:
     """Plans a program for a question, checks it, runs it, repairs it (up to ``max_repairs`` times)."""
 
-    def __init__(self, llm: Any = None, registry: Any = None, *, max_repairs: int = 3, grammar: bool = True,
+    def __init__(self, llm: Any = None, registry: Any = None, *, max_repairs: int = 3, grammar: bool | str = True,
                  session: Any = None, max_tokens: int = 512, cache: Any = True, limits: Any = None):
         """``llm``: an LLM object, a spec string (``local``, ``local:qwen-1.5b``, ``openai:URL#MODEL``) or
         None (``$VISTRACE_LLM``, else ``local``); ``registry``: the tools (default: all installed);
-        ``grammar``: constrain decoding when the model supports it; ``session``: a name or a Session."""
+        ``grammar``: constrain decoding when the model supports it — True/``auto`` picks the strongest
+        (``typed``: one grammar per statement, typed by the variables so far; ``program``: one grammar for
+        the whole program), False/``plain`` none; ``session``: a name or a Session."""
         if int(max_repairs) < 0:
             raise InputError(f"max_repairs must be 0 or more, got {max_repairs}")
         self._llm_spec = llm
         self._llm = None if llm is None or isinstance(llm, str) else llm
         self._registry = registry
         self.max_repairs = int(max_repairs)
-        self.grammar = bool(grammar)
+        from .graph import DECODINGS
+
+        if not isinstance(grammar, bool) and grammar not in DECODINGS:
+            raise InputError(f"grammar must be True, False or one of {', '.join(DECODINGS)}, got {grammar!r}")
+        self.grammar = grammar
         self.max_tokens = int(max_tokens)
         self.cache = cache
         self.limits = limits

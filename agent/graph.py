@@ -23,6 +23,7 @@ from __future__ import annotations
 import ast
 import json
 import operator
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -64,7 +65,7 @@ class AgentContext:
     llm: Any
     registry: Any
     values: dict[str, Any]
-    grammar: bool = True
+    grammar: bool | str = True   # see constraint_mode
     max_tokens: int = 512
     stream_tokens: bool = False
     cache: Any = True
@@ -88,20 +89,23 @@ def input_types(values: dict[str, Any]) -> dict[str, str]:
     return {name: getattr(v, "type_name", type(v).__name__) for name, v in values.items()}
 
 
-def image_notes(values: dict[str, Any]) -> dict[str, str]:
-    notes = {}
-    for name, v in values.items():
-        if hasattr(v, "width") and hasattr(v, "height"):
-            src = Path(str(getattr(v, "source", "") or "")).name
-            notes[name] = f"{v.width}x{v.height} image" + (f" {src}" if src else "")
-    return notes
+DECODINGS = ("auto", "typed", "program", "plain")
 
 
-def constraint_mode(llm: Any, grammar: bool) -> str:
-    """How the planner's output is constrained: ``grammar`` (GBNF), ``json_schema`` or ``plain``."""
-    if not grammar:
+def constraint_mode(llm: Any, grammar: bool | str) -> str:
+    """How the planner's output is constrained: ``typed`` (a GBNF grammar per statement, typed by the
+    variables so far; needs a client that continues a prefix), ``grammar`` (one GBNF grammar for the
+    whole program), ``json_schema`` or ``plain``.
+
+    ``grammar``: True or ``auto`` (the strongest the model supports), ``typed``, ``program`` (the
+    whole-program grammar even where typed decoding is possible), False or ``plain`` (none)."""
+    if grammar is False or grammar == "plain":
         return "plain"
+    if grammar not in (True, "auto", "typed", "program"):
+        raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {grammar!r}")
     if getattr(llm, "supports_grammar", False):
+        if grammar != "program" and getattr(llm, "supports_prefill", False):
+            return "typed"
         return "grammar"
     if getattr(llm, "supports_json_schema", False):
         return "json_schema"
@@ -118,6 +122,19 @@ def _grammar_text(ctx: AgentContext) -> str:
         tools = planner_tools(ctx.registry, types)
         ctx.grammars[key] = program_grammar(ctx.registry, list(types), tools=tools)
     return ctx.grammars[key]
+
+
+def _plan_typed(ctx: AgentContext, messages: list, kwargs: dict, emit_piece: Callable[[str], None],
+                avoid: list[str], failed_members: list[str]) -> tuple[str, str]:
+    from .stepwise import plan_statements
+    from .toolset import planner_tools
+
+    types = input_types(ctx.values)
+    out = plan_statements(ctx.llm, messages, ctx.registry, planner_tools(ctx.registry, types), types,
+                          max_tokens=kwargs["max_tokens"], temperature=kwargs["temperature"], avoid=avoid,
+                          exclude_members=failed_members,
+                          on_statement=emit_piece if ctx.stream_tokens else None)
+    return _as_text(out.text), out.finish_reason
 
 
 def _as_text(piece: Any) -> str:
@@ -223,15 +240,20 @@ def plan(state: AgentState, runtime) -> dict:
         kwargs["json_schema"] = PROGRAM_SCHEMA
     emit(PlanStarted(n, mode=mode, repair=prev is not None, model=str(getattr(ctx.llm, "name", ""))))
     history = tuple((t["question"], t.get("answer") or "") for t in state.get("history") or [] if t.get("ok"))
-    req = PlanRequest(question=state["question"], inputs=input_types(ctx.values), image_notes=image_notes(ctx.values),
-                      history=history, previous_program=prev.get("program") or prev.get("raw_output") if prev else None,
+    # No image notes (size, file name): the 0.5B model copies them into the program as constants
+    # (`image_path = '000000039769.png'`, `I640 = 640`), which answers nothing; programs read image.width.
+    req = PlanRequest(question=state["question"], inputs=input_types(ctx.values), history=history, previous_program=prev.get("program") or prev.get("raw_output") if prev else None,
                       problems=tuple(prev.get("problems") or ()) if prev else ())
     attempt: dict[str, Any] = {"number": n, "mode": mode, "raw_output": "", "program": None, "stage": "planned",
                                "problems": [], "error": None, "finish_reason": "", "note": note}
     t0 = time.perf_counter()
     messages = planner_messages(req, ctx.registry)
     try:
-        if ctx.stream_tokens:
+        if mode == "typed":
+            avoid = [line for a in attempts for line in a.get("failed_lines") or ()]
+            failed = sorted({m for a in attempts for m in a.get("failed_members") or ()})
+            raw, finish = _plan_typed(ctx, messages, kwargs, lambda text: emit(LLMToken(n, text=text)), avoid, failed)
+        elif ctx.stream_tokens:
             pieces = []
             for piece in ctx.llm.stream(messages, **kwargs):
                 text = _as_text(piece)
@@ -283,8 +305,33 @@ def check(state: AgentState, runtime) -> dict:
         if same:
             problems.append(f"this is the same program as attempt {same[-1]} (hint: change what the problems name)")
         runtime.stream_writer(CheckProblems(a["number"], problems=tuple(problems), stage="check"))
-        return {"attempts": _replace_last(attempts, stage="check", problems=problems)}
+        return {"attempts": _replace_last(attempts, stage="check", problems=problems,
+                                          failed_lines=_lines_named(a["program"], problems))}
     return {"attempts": _replace_last(attempts, stage="checked", problems=[])}
+
+
+def _lines_named(program: str, problems: list[str]) -> list[str]:
+    """The program's statements that problems point at (``line N:...``): a repair should not write them again."""
+    lines = program.splitlines()
+    out = []
+    for p in problems:
+        m = re.match(r"(?:runtime error at )?line (\d+)", p)
+        if m and 0 < int(m.group(1)) <= len(lines) and lines[int(m.group(1)) - 1].strip() not in out:
+            out.append(lines[int(m.group(1)) - 1].strip())
+    return out
+
+
+def _failed_members(problem: str) -> list[str]:
+    """The method or field the failing expression ended in (``dets.best()`` on no detections -> ``best``)."""
+    m = re.search(r" in `([^`\n]+)`", problem)
+    if not m:
+        return []
+    try:
+        node = ast.parse(m.group(1).strip(), mode="eval").body
+    except SyntaxError:
+        return []
+    node = node.func if isinstance(node, ast.Call) else node
+    return [node.attr] if isinstance(node, ast.Attribute) else []
 
 
 def _execute(ctx: AgentContext, program: str, turn: int, n: int):
@@ -332,7 +379,10 @@ def run(state: AgentState, runtime) -> dict:
         error = result.error.to_json()
         problems = [runtime_problem(result)]
         emit(RuntimeFailed(n, error=error, problems=tuple(problems)))
-        return {"attempts": _replace_last(attempts, stage="run", error=error, problems=problems)}
+        failing = [st.source.strip() for st in result.trace.steps if st.error is not None and st.source]
+        return {"attempts": _replace_last(attempts, stage="run", error=error, problems=problems,
+                                          failed_lines=_lines_named(a["program"], problems) or failing[:1],
+                                          failed_members=_failed_members(problems[0]))}
     return {"attempts": _replace_last(attempts, stage="ran")}
 
 

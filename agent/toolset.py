@@ -48,6 +48,25 @@ def tool_available(tool) -> bool:
     return False
 
 
+def tool_vocabulary(tool, param: str) -> tuple[str, ...] | None:
+    """The words ``param`` of ``tool`` is understood in, when every available backend has a closed
+    vocabulary there (their union, in order); None when some backend takes any word."""
+    words: list[str] = []
+    found = False
+    for b in tool.backends:
+        try:
+            if not b.availability().ok:
+                continue
+            vocab = b.vocabulary().get(param)
+        except Exception:  # noqa: BLE001 - a backend whose check breaks is not offered anyway
+            continue
+        if not vocab:
+            return None
+        found = True
+        words += [w for w in vocab if w not in words]
+    return tuple(words) if found else None
+
+
 def _image_params(tool) -> int:
     return sum(1 for p in tool.params if p.required and type_name(p.annotation) == "Image")
 

@@ -9,7 +9,7 @@ measures the whole chain: plan, tools and experts.
 "valid" means the program passed ``check`` and ran without error; "first try" counts questions whose
 first attempt did so; "after repair" those answered within the agent's repair budget.
 
-Usage:  .venv/bin/python bench/planner.py [--llm local] [--no-grammar] [--max-repairs 3] [--only N]
+Usage:  .venv/bin/python bench/planner.py [--llm local] [--decoding auto|typed|program|plain] [--max-repairs 3] [--only N]
         [--json out.json] [--markdown]
 """
 
@@ -121,7 +121,9 @@ def load_image(ref: str, tmp: Path) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--llm", default="local")
-    ap.add_argument("--no-grammar", action="store_true")
+    ap.add_argument("--no-grammar", action="store_true", help="same as --decoding plain")
+    ap.add_argument("--decoding", choices=("auto", "typed", "program", "plain"), default="auto",
+                    help="auto: typed where the model continues a prefix (local), else the program grammar")
     ap.add_argument("--max-repairs", type=int, default=3)
     ap.add_argument("--only", type=int, default=0, help="the first N questions only")
     ap.add_argument("--json", type=Path, default=None)
@@ -134,7 +136,8 @@ def main() -> int:
     import vistrace
     from vistrace.agent.result import AgentFailed
 
-    agent = vistrace.Agent(llm=args.llm, grammar=not args.no_grammar, max_repairs=args.max_repairs)
+    decoding = "plain" if args.no_grammar else args.decoding
+    agent = vistrace.Agent(llm=args.llm, grammar=decoding, max_repairs=args.max_repairs)
     qs = questions()[: args.only or None]
     rows = []
     with tempfile.TemporaryDirectory(prefix="vistrace-planner-") as tmp:
@@ -163,8 +166,11 @@ def main() -> int:
     valid = sum(r["answered"] for r in rows)
     correct = sum(r["correct"] for r in rows)
     mean_s = sum(r["seconds"] for r in rows) / max(n, 1)
-    mode = "grammar" if not args.no_grammar else "no grammar"
+    from vistrace.agent.graph import constraint_mode
+
     name = getattr(agent.llm, "name", args.llm)
+    mode = {"typed": "typed grammar", "grammar": "program grammar", "json_schema": "JSON schema",
+            "plain": "no grammar"}[constraint_mode(agent.llm, decoding)]
     summary = {"llm": name, "mode": mode, "questions": n, "valid_first_try": first, "valid_after_repair": valid,
                "correct": correct, "mean_seconds": round(mean_s, 1)}
     if args.markdown:

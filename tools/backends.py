@@ -42,6 +42,12 @@ class Backend(ABC):
         """Whether this backend suits these arguments (e.g. the query is in its vocabulary), and why."""
         return True, f"{self.name} is available"
 
+    def vocabulary(self) -> dict[str, tuple[str, ...]]:
+        """Closed vocabularies: parameter name -> the words this backend understands there (a COCO
+        detector's class names for ``query``). Empty when every parameter is open. The planner's
+        grammar offers only these words when every available backend of the tool has one."""
+        return {}
+
     @abstractmethod
     def run(self, **args: Any) -> Any:
         """Answer the tool for these (validated) arguments."""

@@ -71,12 +71,26 @@ def _print_attempts(attempts, console) -> None:
         console.print(f"  attempt {a.number} ({a.mode}): {a.stage} — {first}", markup=False)
 
 
+DECODING_HELP = ("auto (the strongest the model supports) | typed (one grammar per statement, typed by the "
+                 "variables so far; local models) | program (one grammar for the whole program) | plain")
+
+
+def _decoding(decoding: str, no_grammar: bool) -> str:
+    from vistrace.agent.graph import DECODINGS
+    from vistrace.errors import InputError
+
+    if decoding not in DECODINGS:
+        raise InputError(f"--decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
+    return "plain" if no_grammar else decoding
+
+
 def ask(
     args: list[str] = typer.Argument(..., help="IMAGE... QUESTION: image files (PATH or NAME=PATH), then the question"),
     llm: Optional[str] = typer.Option(None, "--llm", help="local | local:qwen-1.5b | local:PATH.gguf | "
                                                           "openai:URL#MODEL (default $VISTRACE_LLM, else local)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/<timestamp>-ask/)"),
-    no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding with the program grammar"),
+    no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding (same as --decoding plain)"),
+    decoding: str = typer.Option("auto", "--decoding", help=DECODING_HELP),
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
     as_json: bool = typer.Option(False, "--json", help="print the answer (or the failure) as JSON"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not use the result cache"),
@@ -95,7 +109,7 @@ def ask(
               hint='vistrace ask IMAGE... "question"')
     try:
         images = parse_images(args[:-1])
-        agent = Agent(llm=llm, max_repairs=max_repairs, grammar=not no_grammar, cache=not no_cache)
+        agent = Agent(llm=llm, max_repairs=max_repairs, grammar=_decoding(decoding, no_grammar), cache=not no_cache)
         answer = agent.ask(images, question)
     except AgentFailed as exc:
         run_dir = exc.run.save(out or default_run_dir("ask")) if exc.run is not None else None
@@ -268,7 +282,8 @@ def chat(
     session_name: str = typer.Option("default", "--session", "-s", help="session name (kept in $VISTRACE_HOME)"),
     image: list[str] = typer.Option([], "--image", "-i", help="an image for the session: PATH or NAME=PATH"),
     llm: Optional[str] = typer.Option(None, "--llm", help="local | local:qwen-1.5b | openai:URL#MODEL"),
-    no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding with the program grammar"),
+    no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding (same as --decoding plain)"),
+    decoding: str = typer.Option("auto", "--decoding", help=DECODING_HELP),
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
 ) -> None:
     """Chat about images; the session (turns and images) persists, so `--session NAME` continues it."""
@@ -283,7 +298,7 @@ def chat(
         for item in image:
             name, path = _split_image(item)
             session.add_image(path, name)
-        agent = Agent(llm=llm, session=session, max_repairs=max_repairs, grammar=not no_grammar)
+        agent = Agent(llm=llm, session=session, max_repairs=max_repairs, grammar=_decoding(decoding, no_grammar))
     except VistraceError as exc:
         _fail(str(exc), EXIT_REJECTED)
         return

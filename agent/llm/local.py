@@ -51,6 +51,7 @@ class _Loaded:
         self.llama = llama
         self.lock = threading.Lock()
         self.grammars: OrderedDict[str, Any] = OrderedDict()
+        self.formatter: Any = None   # the GGUF's chat template, for prompts continued from a prefix
         _LIVE.add(self)
 
 
@@ -73,6 +74,7 @@ class LocalLlama:
     supports_grammar = True
     supports_json_schema = True
     supports_images = False
+    supports_prefill = True    # complete(..., prefix=...) continues the assistant's answer
     GRAMMAR_CACHE = 32   # compiled grammars kept per model
 
     def __init__(self, model_path: str | os.PathLike, n_ctx: int = 4096, n_threads: int | None = None, seed: int = 0,
@@ -180,19 +182,52 @@ class LocalLlama:
 
     # --- the protocol ---------------------------------------------------------------------------
 
+    def _prompt(self, loaded: _Loaded, messages: list[Message]) -> tuple[str, list[str]]:
+        """The chat rendered by the model's own template, ready for the assistant's answer; and its stop texts."""
+        if loaded.formatter is None:
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llama = loaded.llama
+            template = (llama.metadata or {}).get("tokenizer.chat_template")
+            if not template:
+                raise LLMError(f"{self.name}: the GGUF file has no chat template (tokenizer.chat_template)",
+                               hint="use a chat/instruct model")
+
+            def token_text(tid: int) -> str:
+                return llama.detokenize([tid], special=True).decode("utf-8", errors="ignore") if tid >= 0 else ""
+
+            loaded.formatter = Jinja2ChatFormatter(template=template, eos_token=token_text(llama.token_eos()),
+                                                   bos_token=token_text(llama.token_bos()),
+                                                   stop_token_ids=[llama.token_eos()])
+        out = loaded.formatter(messages=[{"role": m.role, "content": m.content} for m in messages])
+        stops = out.stop if isinstance(out.stop, list) else [out.stop] if out.stop else []
+        return out.prompt, stops
+
     def complete(self, messages: list[Message], *, grammar: str | None = None, json_schema: dict | None = None,
-                 max_tokens: int = 512, temperature: float = 0.0, stop: list[str] | None = None) -> Completion:
+                 max_tokens: int = 512, temperature: float = 0.0, stop: list[str] | None = None,
+                 prefix: str | None = None, seed: int | None = None) -> Completion:
+        """``prefix``: the start of the assistant's answer, which the model continues (the text returned
+        is only the continuation); ``seed``: this call's sampling seed (default: the client's)."""
         loaded = self._loaded()
         with loaded.lock:
             kw = self._kwargs(loaded, messages, grammar, json_schema, max_tokens, temperature, stop)
+            if seed is not None:
+                kw["seed"] = int(seed)
             try:
-                out = loaded.llama.create_chat_completion(**kw)
+                if prefix is None:
+                    out = loaded.llama.create_chat_completion(**kw)
+                else:
+                    prompt, stops = self._prompt(loaded, messages)
+                    kw.pop("messages")
+                    kw["stop"] = list(kw.get("stop") or []) + stops
+                    out = loaded.llama.create_completion(prompt=prompt + prefix, **kw)
             except ValueError as exc:   # e.g. the prompt is longer than the context
                 raise LLMError(f"{self.name} could not answer: {exc}",
                                hint=f"shorten the prompt or raise n_ctx (now {self.n_ctx})") from exc
         choice = out["choices"][0]
         usage = {k: int(v) for k, v in (out.get("usage") or {}).items() if isinstance(v, (int, float))}
-        return Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
+        text = choice["message"].get("content") if "message" in choice else choice.get("text")
+        return Completion(text=text or "", finish_reason=choice.get("finish_reason") or "stop",
                           model=self.name, usage=usage)
 
     def stream(self, messages: list[Message], *, grammar: str | None = None, json_schema: dict | None = None,

@@ -2,7 +2,8 @@
 
 ``ScriptedLLM(replies)`` answers the n-th call with ``replies[n]``: a ``str``, ``bytes`` (for
 non-UTF-8 output), a :class:`~vistrace.agent.llm.base.Completion` (to set ``finish_reason``, e.g.
-``"length"`` for a truncated answer) or an exception instance (raised).  It records every call's
+``"length"`` for a truncated answer) or an exception instance (raised). With ``supports_prefill`` it
+takes ``prefix=`` like the local model (the typed planner then asks for one statement per call).  It records every call's
 messages and constraints so tests can assert what the planner was told (e.g. the check problems of
 the previous attempt) and whether the grammar was passed.
 """
@@ -22,6 +23,7 @@ class Call:
     json_schema: dict | None
     max_tokens: int
     streamed: bool
+    prefix: str | None = None
 
     @property
     def last_user(self) -> str:
@@ -35,10 +37,11 @@ class ScriptedLLM:
     supports_grammar: bool = False
     supports_json_schema: bool = False
     supports_images: bool = False
+    supports_prefill: bool = False
     calls: list[Call] = field(default_factory=list)
 
-    def _next(self, messages, grammar, json_schema, max_tokens, streamed) -> Any:
-        self.calls.append(Call(list(messages), grammar, json_schema, max_tokens, streamed))
+    def _next(self, messages, grammar, json_schema, max_tokens, streamed, prefix=None) -> Any:
+        self.calls.append(Call(list(messages), grammar, json_schema, max_tokens, streamed, prefix))
         if len(self.calls) > len(self.replies):
             raise AssertionError(f"the scripted LLM was called {len(self.calls)} times; "
                                  f"only {len(self.replies)} replies were scripted")
@@ -48,8 +51,11 @@ class ScriptedLLM:
         return reply
 
     def complete(self, messages: list[Message], *, grammar: str | None = None, json_schema: dict | None = None,
-                 max_tokens: int = 512, temperature: float = 0.0, stop: list[str] | None = None) -> Completion:
-        reply = self._next(messages, grammar, json_schema, max_tokens, False)
+                 max_tokens: int = 512, temperature: float = 0.0, stop: list[str] | None = None,
+                 prefix: str | None = None, seed: int | None = None) -> Completion:
+        if prefix is not None and not self.supports_prefill:
+            raise AssertionError("prefix passed to a scripted LLM without supports_prefill")
+        reply = self._next(messages, grammar, json_schema, max_tokens, False, prefix)
         if isinstance(reply, Completion):
             return reply
         if isinstance(reply, bytes):

@@ -33,7 +33,7 @@ def llm():
 
 
 def test_local_model_answers_with_a_checked_run_program(llm):
-    """Given the 0.5B model with grammar-constrained decoding and a photo 451 px wide,
+    """Given the 0.5B model with typed grammar-constrained decoding (one statement at a time) and a photo 451 px wide,
     when asked how wide the image is,
     then the agent answers 451 with a program that passes check, whose run is in the trace."""
     reg = Registry()
@@ -41,6 +41,6 @@ def test_local_model_answers_with_a_checked_run_program(llm):
     agent = vistrace.Agent(llm=llm, registry=reg, cache=False)
     ans = agent.ask(IMAGE, "How wide is the image, in pixels?")
     assert ans.value == 451
-    assert ans.attempts[-1].mode == "grammar" and ans.attempts[-1].stage == "answered"
+    assert ans.attempts[-1].mode == "typed" and ans.attempts[-1].stage == "answered"
     assert not [p for p in check(ans.program, reg) if p.severity == "error"]
     assert ans.run.ok and ans.trace.program == ans.program

@@ -117,3 +117,19 @@ def test_a_prompt_longer_than_the_context_is_an_llm_error(llm):
     """Given a prompt far longer than n_ctx, when completed, then LLMError says to shorten it or raise n_ctx."""
     with pytest.raises(LLMError, match="n_ctx"):
         llm.complete(ask("word " * 5000), max_tokens=4)
+
+
+def test_a_prefix_is_continued_not_repeated(llm):
+    """Given the start of the assistant's answer, when complete(prefix=...) runs under a grammar for one more
+    line, then only the continuation comes back, and it is that line."""
+    msgs = ask("Write two lines of Python: a = 2, then b = a + 3.", system="You write Python code only.")
+    out = llm.complete(msgs, prefix="a = 2\n", grammar='root ::= "b = " [a-z0-9 +]+ "\\n"?', max_tokens=12)
+    assert out.text.startswith("b = ") and "a = 2" not in out.text
+    assert out.usage["prompt_tokens"] > 10
+
+
+def test_the_prefix_prompt_is_the_chat_prompt(llm):
+    """Given the same messages, when the answer is continued from an empty prefix, then it is the answer the
+    chat path gives (the model's own template renders both)."""
+    msgs = ask("What is 2 + 3? Reply with only the number.")
+    assert llm.complete(msgs, prefix="", max_tokens=6).text == llm.complete(msgs, max_tokens=6).text

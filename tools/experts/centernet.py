@@ -114,6 +114,9 @@ class CenterNetBackend(Backend):
         mapped = ", ".join(f"{q}->{coco_class(q)}" if coco_class(q) != q.strip().lower() else q for q in labels)
         return True, f"centernet detects the COCO-80 classes ({mapped})"
 
+    def vocabulary(self) -> dict[str, tuple[str, ...]]:
+        return {"query": LABELS + tuple(sorted(set(SYNONYMS) - set(LABELS)))}
+
     def raw(self, image: Image, *, letterboxed: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All 100 graph detections mapped to the image's pixels: (boxes [N,4] xyxy, scores [N], class ids [N])."""
         graph = support.load_graph("centernet")

@@ -15,6 +15,11 @@ class Answer(Value):
     type_name: ClassVar[str] = "Answer"
     public: ClassVar[frozenset[str]] = frozenset({"value", "boxes", "steps", "explanation", "summary"})
     __slots__ = ("value", "boxes", "steps", "explanation", "_frozen")
+    # field types (the planner's grammar reads them)
+    value: Any
+    boxes: tuple[Box, ...]
+    steps: tuple[int, ...]
+    explanation: str
 
     def __init__(self, value: Any, boxes: tuple[Box, ...] = (), steps: tuple[int, ...] = (), explanation: str = ""):
         self.value = value

@@ -25,6 +25,9 @@ class Mask(Value):
     type_name: ClassVar[str] = "Mask"
     public: ClassVar[frozenset[str]] = frozenset({"area", "box", "label", "score", "width", "height", "iou", "summary"})
     __slots__ = ("array", "label", "score", "_frozen")
+    # field types (the planner's grammar reads them)
+    label: str
+    score: float | None
 
     def __init__(self, array, label: str = "", score: float | None = None):
         self.array = _readonly(array, bool)
@@ -100,6 +103,9 @@ class DepthMap(Value):
     public: ClassVar[frozenset[str]] = frozenset(
         {"convention", "unit", "width", "height", "at", "nearer", "min", "max", "summary", "mean_in"})
     __slots__ = ("array", "convention", "unit", "_frozen")
+    # field types (the planner's grammar reads them)
+    convention: str
+    unit: str
 
     def __init__(self, array, convention: Literal["larger_is_nearer", "larger_is_farther"] = "larger_is_farther",
                  unit: str = "relative"):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 from .base import Value
@@ -18,6 +18,13 @@ class Box(Value):
          "xyxy", "iou", "expand", "clip", "contains", "summary"}
     )
     __slots__ = ("x1", "y1", "x2", "y2", "label", "score", "_frozen")
+    # field types (the planner's grammar reads them)
+    x1: float
+    y1: float
+    x2: float
+    y2: float
+    label: str
+    score: float | None
 
     def __init__(self, x1: float, y1: float, x2: float, y2: float, label: str = "", score: float | None = None):
         vals = [float(v) for v in (x1, y1, x2, y2)]
@@ -138,6 +145,10 @@ class Detections(Value, Sequence):
          "lower_than", "sorted_by", "first", "query", "image_size", "summary", "nms"}
     )
     __slots__ = ("boxes", "query", "image_size", "_frozen")
+    # field types (the planner's grammar reads them)
+    boxes: tuple[Box, ...]
+    query: str
+    image_size: tuple[int, int] | None
 
     def __init__(self, boxes: Iterable[Box] = (), query: str = "", image_size: tuple[int, int] | None = None):
         self.boxes = tuple(_as_box(b) for b in boxes)
@@ -165,7 +176,7 @@ class Detections(Value, Sequence):
             raise IndexError(f"detection index {idx} out of range: there are {len(self.boxes)} detections")
         return self.boxes[idx]
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Box]:
         return iter(self.boxes)
 
     def __add__(self, other: "Detections") -> "Detections":

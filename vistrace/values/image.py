@@ -32,6 +32,12 @@ class Image(Value):
          "to_root", "from_root", "region", "summary"}
     )
     __slots__ = ("_pil", "source", "sha256", "offset", "scale", "root_size", "_frozen")
+    # field types (the planner's grammar reads them)
+    source: str
+    sha256: str
+    offset: tuple[float, float]
+    scale: tuple[float, float]
+    root_size: tuple[int, int]
 
     def __init__(self, pil, source: str = "", *, offset=(0.0, 0.0), scale=(1.0, 1.0), root_size=None,
                  sha256: str | None = None):

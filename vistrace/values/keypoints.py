@@ -25,6 +25,9 @@ class Keypoints(Value):
     type_name: ClassVar[str] = "Keypoints"
     public: ClassVar[frozenset[str]] = frozenset({"points", "score", "names", "point", "box", "visible", "summary"})
     __slots__ = ("points", "score", "_frozen")
+    # field types (the planner's grammar reads them)
+    points: dict[str, tuple[float, float, float]]
+    score: float
 
     def __init__(self, points: dict[str, tuple[float, float, float]], score: float = 0.0):
         self.points = {str(k): (float(v[0]), float(v[1]), float(v[2])) for k, v in dict(points).items()}

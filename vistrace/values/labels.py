@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from .base import Value
@@ -13,6 +14,8 @@ class Labels(Value):
     type_name: ClassVar[str] = "Labels"
     public: ClassVar[frozenset[str]] = frozenset({"items", "top", "names", "scores", "score_of", "summary", "count"})
     __slots__ = ("items", "_frozen")
+    # field types (the planner's grammar reads them)
+    items: tuple[tuple[str, float], ...]
 
     def __init__(self, items=()):
         self.items = tuple((str(label), float(score)) for label, score in items)
@@ -21,7 +24,7 @@ class Labels(Value):
     def __len__(self) -> int:
         return len(self.items)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[str, float]]:
         return iter(self.items)
 
     def __getitem__(self, idx):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 from .base import Value
-from .boxes import Box
+from .boxes import Box, Detections
 from .draw import draw_box, rgb_canvas
 
 # VPEval's text normalisation (aszala/VPEval, src/evaluation_functions.py, ``ocr``):
@@ -25,6 +26,11 @@ class TextLine(Value):
     type_name: ClassVar[str] = "TextLine"
     public: ClassVar[frozenset[str]] = frozenset({"text", "box", "confidence", "words", "summary"})
     __slots__ = ("text", "box", "confidence", "words", "_frozen")
+    # field types (the planner's grammar reads them)
+    text: str
+    box: Box
+    confidence: float
+    words: tuple[TextLine, ...]
 
     def __init__(self, text: str, box: Box, confidence: float = 1.0, words: tuple["TextLine", ...] = ()):
         self.text = str(text)
@@ -64,6 +70,8 @@ class TextLines(Value):
         {"lines", "text", "tokens", "words", "find", "contains", "count", "boxes", "summary", "above"}
     )
     __slots__ = ("lines", "_frozen")
+    # field types (the planner's grammar reads them)
+    lines: tuple[TextLine, ...]
 
     def __init__(self, lines=()):
         self.lines = tuple(lines)
@@ -72,7 +80,7 @@ class TextLines(Value):
     def __len__(self) -> int:
         return len(self.lines)
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[TextLine]:
         return iter(self.lines)
 
     def __getitem__(self, idx):
@@ -110,9 +118,7 @@ class TextLines(Value):
         return toks
 
     @property
-    def boxes(self):
-        from .boxes import Detections
-
+    def boxes(self) -> Detections:
         return Detections(Box(*ln.box.xyxy, label=ln.text, score=ln.confidence) for ln in self.lines)
 
     def above(self, threshold: float) -> "TextLines":
