@@ -40,7 +40,8 @@ MAX_STATEMENTS = 20   # lines of a program: a runaway generation cannot go on fo
 MAX_NAME = 32         # characters of a variable or keyword name
 MAX_STRING = 200      # characters of a string literal
 
-_CORE = r'''
+# Operators and literals: shared with the statement grammar (typed_grammar.py).
+OPERATORS = r'''
 ws ::= " "?
 expr ::= disj (" if " disj " else " expr)?
 disj ::= conj (" or " conj)*
@@ -51,6 +52,19 @@ cmp-op ::= ws ("==" | "!=" | "<=" | ">=" | "<" | ">") ws | " in " | " not in " |
 arith ::= term (ws [-+] ws term)*
 term ::= factor (ws ("*" | "/" | "//" | "%") ws factor)*
 factor ::= [-+] factor | power
+'''
+LITERALS = r'''
+number ::= [0-9]{1,12} ("." [0-9]{1,12})? ([eE] [-+]? [0-9]{1,3})?
+string ::= "'" sq-char{0,MAX_STRING} "'" | "\"" dq-char{0,MAX_STRING} "\""
+sq-char ::= [^'\\\n] | "\\" [^\n]
+dq-char ::= [^"\\\n] | "\\" [^\n]
+fstring ::= "f'" (fsq-char | fpart){0,MAX_STRING} "'" | "f\"" (fdq-char | fpart){0,MAX_STRING} "\""
+fpart ::= "{{" | "}}" | "{" expr fmt? "}"
+fsq-char ::= [^'\\\n{}] | "\\" [^\n]
+fdq-char ::= [^"\\\n{}] | "\\" [^\n]
+fmt ::= ("!" [rsa])? (":" [^{}'"\n]*)?
+'''
+_CORE = OPERATORS + r'''
 power ::= primary (ws "**" ws factor)?
 primary ::= atom trailer*
 ref ::= (call | name | "(" expr ")") trailer*
@@ -67,16 +81,7 @@ paren ::= "(" (expr (comp-for | ("," ws expr)+ ","? | ",")?)? ")"
 dict ::= "{" (dict-item ("," ws dict-item)*)? "}"
 dict-item ::= expr ws ":" ws expr
 comp-for ::= " for " name ("," ws name)* " in " disj (" if " disj)*
-number ::= [0-9]+ ("." [0-9]+)? ([eE] [-+]? [0-9]+)?
-string ::= "'" sq-char{0,MAX_STRING} "'" | "\"" dq-char{0,MAX_STRING} "\""
-sq-char ::= [^'\\\n] | "\\" [^\n]
-dq-char ::= [^"\\\n] | "\\" [^\n]
-fstring ::= "f'" (fsq-char | fpart){0,MAX_STRING} "'" | "f\"" (fdq-char | fpart){0,MAX_STRING} "\""
-fpart ::= "{{" | "}}" | "{" expr fmt? "}"
-fsq-char ::= [^'\\\n{}] | "\\" [^\n]
-fdq-char ::= [^"\\\n{}] | "\\" [^\n]
-fmt ::= ("!" [rsa])? (":" [^{}'"\n]*)?
-'''
+''' + LITERALS
 
 
 def _rule_name(prefix: str, name: str) -> str:

@@ -334,11 +334,11 @@ def _failed_members(problem: str) -> list[str]:
     return [node.attr] if isinstance(node, ast.Attribute) else []
 
 
-def _execute(ctx: AgentContext, program: str, turn: int, n: int):
+def _execute(ctx: AgentContext, program: str, turn: int, n: int, on_step: Callable[[Any], None] | None = None):
     from vistrace.api import run as run_program
 
     return run_program(program, registry=ctx.registry, limits=ctx.limits, cache=ctx.cache,
-                       name=f"turn{turn}-attempt{n}", **ctx.values)
+                       name=f"turn{turn}-attempt{n}", on_step=on_step, **ctx.values)
 
 
 def runtime_problem(run: Any) -> str:
@@ -366,15 +366,16 @@ def run(state: AgentState, runtime) -> dict:
     attempts = list(state["attempts"])
     a = attempts[-1]
     n = a["number"]
+    def step_done(rec) -> None:   # live: each step as it finishes, while the program still runs
+        emit(StepDone(n, step=rec.model_dump(include=STEP_FIELDS, mode="json")))
+
     try:
-        result = _execute(ctx, a["program"], state.get("turn", 1), n)
+        result = _execute(ctx, a["program"], state.get("turn", 1), n, on_step=step_done)
     except (ProgramError, InputError) as exc:
         problems = [str(p) for p in getattr(exc, "problems", None) or []] or [str(exc)]
         emit(RuntimeFailed(n, error=exc.to_json(), problems=tuple(problems)))
         return {"attempts": _replace_last(attempts, stage="run", error=exc.to_json(), problems=problems)}
     ctx.runs[n] = result
-    for s in result.trace.steps:
-        emit(StepDone(n, step=s.model_dump(include=STEP_FIELDS, mode="json")))
     if result.error is not None:
         error = result.error.to_json()
         problems = [runtime_problem(result)]

@@ -31,21 +31,12 @@ import keyword
 import re
 import typing
 
-from .grammar import MAX_NAME, _alternation, _lit
+from .grammar import LITERALS, MAX_NAME, OPERATORS, _alternation, _lit
 from .toolset import all_member_names, planner_tools, safe_builtins, tool_vocabulary
 from .typeview import ANY_KEY, accepted_keys, builtin_returns, closure, key_of, steps
 
-_EXPR = r'''
-ws ::= " "?
-expr ::= disj (" if " disj " else " expr)?
-disj ::= conj (" or " conj)*
-conj ::= neg (" and " neg)*
-neg ::= "not " neg | comparison
-comparison ::= arith (cmp-op arith)*
-cmp-op ::= ws ("==" | "!=" | "<=" | ">=" | "<" | ">") ws | " in " | " not in " | " is " | " is not "
-arith ::= term (ws [-+] ws term)*
-term ::= factor (ws ("*" | "/" | "//" | "%") ws factor)*
-factor ::= "-" factor | power
+# The operators and literals of the program grammar; what an atom is, and calls, differ here.
+_EXPR = OPERATORS + r'''
 power ::= atom (ws "**" ws factor)?
 atom ::= ref | number | "True" | "False" | "None" | paren | dict
 paren ::= "(" expr ("," ws expr)* ","? ")"
@@ -57,16 +48,7 @@ kwname ::= [a-z] [a-zA-Z0-9_]{0,MAX_NAME1}
 index ::= "[" expr "]"
 slice ::= "[" expr? ":" expr? (":" expr?)? "]"
 list-display ::= "[" (expr ("," ws expr)* ","?)? "]"
-number ::= [0-9]{1,12} ("." [0-9]{1,12})? ([eE] [-+]? [0-9]{1,3})?
-string ::= "'" sq-char{0,MAX_STRING} "'" | "\"" dq-char{0,MAX_STRING} "\""
-sq-char ::= [^'\\\n] | "\\" [^\n]
-dq-char ::= [^"\\\n] | "\\" [^\n]
-fstring ::= "f'" (fsq-char | fpart){0,MAX_STRING} "'" | "f\"" (fdq-char | fpart){0,MAX_STRING} "\""
-fpart ::= "{{" | "}}" | "{" expr fmt? "}"
-fsq-char ::= [^'\\\n{}] | "\\" [^\n]
-fdq-char ::= [^"\\\n{}] | "\\" [^\n]
-fmt ::= ("!" [rsa])? (":" [^{}'"\n]*)?
-'''
+''' + LITERALS
 
 
 

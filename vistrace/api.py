@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 from . import __version__
@@ -176,19 +177,21 @@ def coerce_inputs(prog, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(program, /, *, registry=None, limits=None, parallel: int = 1, cache: Any = True,
-        name: str | None = None, **inputs: Any) -> Run:
+        name: str | None = None, on_step: Callable[[Any], None] | None = None, **inputs: Any) -> Run:
     """Parse, check and run ``program`` (text or path) on ``inputs``.
 
     Raises :class:`ProgramError` (with ``.problems``) when the program is rejected and
     :class:`InputError` for bad inputs; a failure while running is kept in ``Run.error`` with the
     trace so far.  ``cache=True`` uses the on-disk result cache, ``False`` none, or pass a ResultCache.
+    ``on_step`` is called with each step's record (a ``StepRecord``) as soon as the step finishes or fails.
     """
     from vistrace.sandbox import Interpreter
 
     reg = _registry(registry)
     prog, _ = parse_and_check(program, reg, limits, name)
     values = coerce_inputs(prog, inputs)
-    recorder = Recorder(program=prog.source, name=prog.name, style=prog.style, version=__version__)
+    recorder = Recorder(program=prog.source, name=prog.name, style=prog.style, version=__version__,
+                        on_step=on_step)
     recorder.set_inputs(values)
     if limits is not None:
         recorder.trace.limits = limits.to_json()

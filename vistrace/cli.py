@@ -12,21 +12,7 @@ import typer
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
                   help="vistrace: run visual programs against expert tools; every step lands in a trace.")
 
-EXIT_OK, EXIT_RUNTIME, EXIT_REJECTED = 0, 1, 2
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int, hint: str | None = None) -> None:
-    err = _console(stderr=True)
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    if hint:
-        err.print(f"[dim]hint: {hint}[/]", markup=True)
-    raise typer.Exit(code)
+from .cli_common import EXIT_OK, EXIT_REJECTED, EXIT_RUNTIME, _console, _fail  # noqa: F401
 
 
 def _split_pair(text: str, option: str) -> tuple[str | None, str]:

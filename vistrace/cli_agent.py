@@ -16,24 +16,10 @@ from typing import Any, Optional
 
 import typer
 
-EXIT_OK, EXIT_RUNTIME, EXIT_REJECTED = 0, 1, 2
+from .cli_common import EXIT_OK, EXIT_REJECTED, EXIT_RUNTIME, _console, _fail  # noqa: F401
 CHAT_HELP = ("/image PATH (or NAME=PATH)  add an image    /images  list them    /program  the last program\n"
              "/trace  the last trace    /save [DIR]  save the last run folder    /history    /resume  finish an "
              "interrupted turn    /exit")
-
-
-def _console(stderr: bool = False):
-    from rich.console import Console
-
-    return Console(stderr=stderr, highlight=False, soft_wrap=True)
-
-
-def _fail(message: str, code: int, hint: str | None = None) -> None:
-    err = _console(stderr=True)
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    if hint:
-        err.print(f"[dim]hint: {hint}[/]", markup=True)
-    raise typer.Exit(code)
 
 
 def _split_image(text: str) -> tuple[str | None, str]:

@@ -173,3 +173,29 @@ def test_detections_inputs_load_from_coco_annotations(coco_inputs):
     objects = coco_inputs["objects"]
     assert isinstance(objects, Detections) and objects.count == 6
     assert sorted(set(objects.labels)) == ["bed", "cat", "couch", "remote"]
+
+
+def test_on_step_reports_each_step_while_the_program_runs(tmp_path):
+    """Given a program whose three steps run and whose last line then fails, when it runs with on_step, then
+    each step is reported once, in order, as it finishes, and the reports are the trace's steps."""
+    seen = []
+
+    def on_step(rec):
+        seen.append((rec.id, rec.tool, rec.error is not None, len(seen)))
+
+    img = Image.from_array(__import__("numpy").zeros((20, 30, 3), dtype="uint8"))
+    program = "b = box(0, 0, 10, 10)\nc = crop(image, b)\nresult = crop(image, box(0, 0, 99, 99)).width / 0"
+    run = vistrace.run(program, cache=False, on_step=on_step, image=img)
+    assert run.error is not None
+    assert [s[:3] for s in seen] == [(s.id, s.tool, s.error is not None) for s in run.trace.steps]
+    assert [s[0] for s in seen] == [1, 2, 3, 4] and seen[0][1] == "box"
+
+
+def test_an_on_step_that_fails_does_not_change_the_run():
+    def broken(rec):
+        raise RuntimeError("observer broke")
+
+    img = Image.from_array(__import__("numpy").zeros((20, 30, 3), dtype="uint8"))
+    with pytest.warns(RuntimeWarning, match="on_step callback failed on step 1"):
+        run = vistrace.run("result = box(0, 0, 10, 10).width", cache=False, on_step=broken, image=img)
+    assert run.ok and run.value == 10

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,7 +24,10 @@ def step_error(exc: BaseException) -> StepError:
 class Recorder:
     """Builds a :class:`Trace`; keeps the live values of each step for drawing artifacts later."""
 
-    def __init__(self, program: str = "", name: str = "", style: str = "", version: str = ""):
+    def __init__(self, program: str = "", name: str = "", style: str = "", version: str = "",
+                 on_step: Callable[[StepRecord], None] | None = None):
+        """``on_step``: called with each step's record as soon as it finishes or fails (live progress)."""
+        self.on_step = on_step
         self.trace = Trace(program=program, name=name, style=style, vistrace_version=version,
                            started_at=datetime.now(timezone.utc).isoformat(timespec="seconds"))
         self.values: dict[int, Any] = {}      # step id -> output value
@@ -77,6 +82,7 @@ class Recorder:
             rec.cache_hit = cache_hit
             rec.duration_s = self.elapsed() - rec.started
             self.values[sid] = value
+        self._notify(rec)
 
     def fail(self, sid: int, exc: BaseException, info: dict[str, str] | None = None) -> None:
         with self._lock:
@@ -85,6 +91,16 @@ class Recorder:
             if info:
                 rec.backend = info.get("backend") or rec.backend
             rec.duration_s = self.elapsed() - rec.started
+        self._notify(rec)
+
+    def _notify(self, rec: StepRecord) -> None:
+        if self.on_step is None:
+            return
+        try:
+            self.on_step(rec)
+        except Exception as exc:  # noqa: BLE001 - an observer's failure must not change the run
+            warnings.warn(f"the on_step callback failed on step {rec.id}: {type(exc).__name__}: {exc}",
+                          RuntimeWarning, stacklevel=2)
 
     def set_result(self, value: Any) -> None:
         self.result_value = value
