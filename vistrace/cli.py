@@ -302,6 +302,10 @@ from .cli_agent import register as _register_agent_commands  # noqa: E402 - the 
 
 _register_agent_commands(app)
 
+from .cli_eval import register as _register_eval_commands  # noqa: E402 - the commands need `app`
+
+_register_eval_commands(app)
+
 
 def main() -> None:
     app()

@@ -58,7 +58,7 @@ def test_count_eval_published_example_shape():
     dogs = Detections([Box(0, 0, 10, 10, "dog"), Box(20, 0, 30, 10, "dog"), Box(40, 0, 50, 10, "dog")], query="dog")
     ans = count_eval(objects=dogs, target="==10")
     assert not ans
-    assert ans.explanation == 'There are 3 "dog" objects, not ==10.'
+    assert ans.explanation == 'There are 3 "dog" objects, not 10.'
 
 
 # objectEval -------------------------------------------------------------------------------------
@@ -220,3 +220,50 @@ def test_vqa_eval_needs_two_choices(add_answers, coco_image, choices):
     assert "at least 2" in reg.signature("vqa").literal_checks["choices"](choices)
     with pytest.raises(ToolArgumentError, match="at least 2"):
         call(reg, "vqa", image=coco_image, question="q?", choices=choices, target="yes")
+
+
+# spatialEval with GenEval's judge (hand-made boxes) -----------------------------------------------
+
+def _table_registry(table):
+    from tests.tools.conftest import QueryTableDetector
+    from vistrace.tools import Registry
+    from vistrace.tools.builtin import register_builtin
+
+    reg = Registry()
+    register_builtin(reg)
+    reg.add_backend(QueryTableDetector(table))
+    return reg
+
+
+@pytest.mark.parametrize("a, b, vpeval, geneval", [
+    # centres 20 px apart, big overlapping boxes: beyond VPEval's 5 px margin, inside GenEval's shrink band
+    (Box(100, 100, 300, 300, score=0.9), Box(120, 100, 320, 300, score=0.9), True, False),
+    # far apart side by side: both judges agree
+    (Box(0, 100, 100, 200, score=0.9), Box(400, 100, 500, 200, score=0.9), True, True),
+    # exactly 5 px: VPEval's margin is strict, GenEval sees no relation either
+    (Box(100, 100, 200, 200, score=0.9), Box(105, 100, 205, 200, score=0.9), False, False),
+])
+def test_spatial_eval_judges_on_hand_made_boxes(coco_image, a, b, vpeval, geneval):
+    # given a subject box (the 'cat') and a reference box (the 'dog') on the left/right axis
+    reg = _table_registry({"cat": [a], "dog": [b]})
+    for judge, expected in (("vpeval", vpeval), ("geneval", geneval)):
+        # when spatialEval asks whether the cat is left of the dog, in both argument orders
+        b_rel_a = call(reg, "spatialEval", image=coco_image, objects_relation="dog,cat,left", judge=judge)
+        a_rel_b = call(reg, "spatialEval", image=coco_image, objects_relation="cat,dog,left", judge=judge,
+                       order="a_rel_b")
+        # then both orders give the judge's verdict
+        assert b_rel_a.value is expected, judge
+        assert a_rel_b.value is expected, judge
+
+
+def test_spatial_eval_geneval_judge_compares_only_the_most_confident_boxes(coco_image):
+    # given two cats: the confident one right of the dog, a weak one left of it
+    reg = _table_registry({"cat": [Box(400, 0, 500, 100, score=0.9), Box(0, 0, 100, 100, score=0.3)],
+                           "dog": [Box(200, 0, 300, 100, score=0.8)]})
+    # when asked whether a cat is left of the dog
+    vp = call(reg, "spatialEval", image=coco_image, objects_relation="dog,cat,left")
+    ge = call(reg, "spatialEval", image=coco_image, objects_relation="dog,cat,left", judge="geneval")
+    # then VPEval's any-pair rule finds the weak cat; GenEval looks only at the confident one
+    assert vp.value is True
+    assert ge.value is False
+    assert "GenEval" in ge.explanation

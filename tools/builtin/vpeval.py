@@ -19,8 +19,8 @@ from vistrace.values import Answer, Box, Detections, Image, TextLines, normalize
 
 from ..registry import ToolContext, tool
 from .relations import (
-    VPEVAL_MARGIN, find_pair, vpeval_scale_holds, vpeval_scale_keyword, vpeval_spatial_holds,
-    vpeval_spatial_keyword,
+    _GENEVAL_NAMES, VPEVAL_MARGIN, find_pair, geneval_position, vpeval_scale_holds, vpeval_scale_keyword,
+    vpeval_spatial_holds, vpeval_spatial_keyword,
 )
 
 # count expressions ---------------------------------------------------------------------------
@@ -190,13 +190,15 @@ def count_eval(objects: Detections, target: str) -> Answer:
     n = len(objects)
     ok = _OPS[op](n, k)
     what = objects.query or "target"
-    text = f'There are {n} "{what}" objects' + (f" ({op}{k} holds)." if ok else f", not {op}{k}.")
+    want = str(k) if op == "==" else f"{op}{k}"  # VPEval's wording: 'There are 3 "dog" objects, not 10.'
+    text = f'There are {n} "{what}" objects' + (f" ({op}{k} holds)." if ok else f", not {want}.")
     return Answer(ok, tuple(objects), explanation=text)
 
 
 @tool(category="vpeval", literal_checks={"objects_relation": _triple_check("spatialEval")})
 def spatial_eval(image: Image, objects_relation: str, ctx: ToolContext = None,
-                 order: Literal["b_rel_a", "a_rel_b"] = "b_rel_a") -> Answer:
+                 order: Literal["b_rel_a", "a_rel_b"] = "b_rel_a",
+                 judge: Literal["vpeval", "geneval"] = "vpeval") -> Answer:
     """Whether two objects stand in a spatial relation (VPEval spatialEval on 'A,B,relation').
 
     Argument order: by default (``order='b_rel_a'``) 'A,B,left' means "B is left of A", as VPEval's
@@ -205,11 +207,14 @@ def spatial_eval(image: Image, objects_relation: str, ctx: ToolContext = None,
     (box centres, 5 px margin, any pair of detections, never a box with itself), front, behind (mean
     depth inside the boxes, from the depth tool). Any other relation is not geometric: as VPEval
     publishes, a VQA model is asked "Is the B <relation> the A?" and 'yes' counts as true.
+    ``judge='geneval'`` decides left/right/above/below by GenEval's rule instead: the most confident
+    box of each object, centre offset shrunk by 0.1x the summed box sizes, normalised, beyond 0.5.
 
     Args:
         image: The image to check.
         objects_relation: 'objectA,objectB,relation', e.g. 'dog,cat,left of'.
         order: 'b_rel_a' (VPEval's reading, the default) or 'a_rel_b'.
+        judge: 'vpeval' (centres, 5 px margin, any pair) or 'geneval' (most confident pair, GenEval's rule).
 
     Returns:
         Answer(True/False) with the deciding pair (or all detections) as evidence.
@@ -233,6 +238,16 @@ def spatial_eval(image: Image, objects_relation: str, ctx: ToolContext = None,
             return dm.nearer(ls, lr) if keyword == "front" else dm.nearer(lr, ls)
 
         rule = f"mean depth in the boxes ({dm.convention})"
+    elif judge == "geneval":
+        subj, ref = Detections(subj[:1], query=subj.query, image_size=subj.image_size), \
+            Detections([r for r in ref if r != subj[0]][:1], query=ref.query, image_size=ref.image_size)
+        if not ref:
+            return Answer(False, tuple(subj), explanation=f'Only one "{subject}" object found; the relation needs two.')
+
+        def holds(s: Box, r: Box) -> bool:
+            return _GENEVAL_NAMES[keyword] in geneval_position(s, r)["relations"]
+
+        rule = "GenEval: most confident boxes, shrunk centre offset > 0.5"
     else:
         def holds(s: Box, r: Box) -> bool:
             return vpeval_spatial_holds(s, r, keyword)

@@ -1,0 +1,147 @@
+"""``vistrace eval``: run a published evaluation set; write summary.json, report.html and one folder per item.
+
+Registered on the main app by :func:`register`; the families load inside the commands, so
+``vistrace --help`` stays instant. Exit codes: 0 evaluated (items may have failed — that is the
+result); 2 a bad input (missing files, unknown format).
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .cli_common import EXIT_OK, EXIT_REJECTED, _console, _fail
+
+eval_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                       help="Evaluate on a public set: summary.json + report.html + one folder per item (resumable).")
+
+OUT_HELP = "output folder; items already scored there are kept (resume)"
+
+
+def _command() -> str:
+    return "vistrace " + shlex.join(sys.argv[1:])
+
+
+def _run(evalset, out: Path, limit: Optional[int], fresh: bool, retry_errors: bool, quiet: bool) -> None:
+    from rich.table import Table
+
+    from .evaluate import run_eval
+
+    console = _console()
+    summary = run_eval(evalset, out, command=_command(), limit=limit, fresh=fresh, retry_errors=retry_errors,
+                       progress=not quiet)
+    table = Table(title=f"{summary.set}: {summary.items} items, {summary.errors} errors, "
+                        f"{summary.resumed} kept from an earlier run")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for name, value in summary.metrics.items():
+        table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"summary: {out / 'summary.json'}\nreport:  {out / 'report.html'}", markup=False)
+
+
+def _guard(fn):
+    """Bad inputs (InputError) end the command with exit code 2 and the message, not a traceback."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from .errors import InputError
+
+        try:
+            return fn(*args, **kwargs)
+        except InputError as exc:
+            _fail(str(exc), EXIT_REJECTED, hint=getattr(exc, "hint", None))
+
+    return wrapper
+
+
+@eval_app.command("vpeval")
+@_guard
+def vpeval_cmd(
+    images: Path = typer.Option(..., "--images", help="folder of the generated images (naming: docs/results.md)"),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    prompts: Optional[Path] = typer.Option(None, "--prompts",
+                                           help="VPEval skill-based or open-ended JSON, a JSON list of prompts, or a "
+                                                "text file of prompts; omitted: the prompts are the image names "
+                                                "(T2I-CompBench's <prompt>_<NNNNNN>.png)"),
+    judge: str = typer.Option("vpeval", "--judge", help="spatial rule: vpeval (centres, 5 px) or geneval"),
+    vqa: bool = typer.Option(False, "--vqa/--no-vqa", help="run the vqa modules (needs an ask backend)"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="let this LLM write programs for prompts no template fits "
+                                                          "(local, local:qwen-1.5b, openai:URL#MODEL)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
+    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """VPEval: skill programs from annotations (or planned from prompts), a score and a sentence per module."""
+    from vistrace.programs.families.vpeval import VPEvalSet
+    from vistrace.programs.families.vpeval_programs import load_tasks, tasks_from_image_names
+
+    if prompts is None and not images.is_dir():
+        _fail(f"--images {images}: no such folder", EXIT_REJECTED)
+    tasks = load_tasks(prompts) if prompts is not None else tasks_from_image_names(images)
+    planner = None
+    if llm is not None:
+        from vistrace.programs.families.vpeval_planner import VPEvalPlanner
+
+        planner = VPEvalPlanner(llm)
+    evalset = VPEvalSet(tasks, images, judge=judge, vqa=vqa, planner=planner, source=str(prompts or images))
+    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    raise typer.Exit(EXIT_OK)
+
+
+@eval_app.command("geneval")
+@_guard
+def geneval_cmd(
+    images: Path = typer.Option(..., "--images", help="GenEval's layout: <images>/<NNNNN>/samples/<NNNN>.png"),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    metadata: Optional[Path] = typer.Option(None, "--metadata", help="evaluation_metadata.jsonl (default: each "
+                                                                     "folder's metadata.jsonl)"),
+    threshold: float = typer.Option(0.0, "--threshold", help="detection confidence kept (0: the detector's own "
+                                                             "default; GenEval publishes 0.3 for Mask2Former)"),
+    counting_threshold: float = typer.Option(0.0, "--counting-threshold",
+                                             help="confidence for counting prompts (GenEval publishes 0.9)"),
+    vqa: bool = typer.Option(False, "--vqa/--no-vqa", help="check colours with the ask tool (needs a backend)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N images"),
+    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """GenEval: object, count, colour and position clauses from metadata; an image is correct when all hold."""
+    from vistrace.programs.families.geneval import GenEvalSet
+
+    evalset = GenEvalSet(metadata, images, threshold=threshold, counting_threshold=counting_threshold, vqa=vqa)
+    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    raise typer.Exit(EXIT_OK)
+
+
+@eval_app.command("textcot")
+@_guard
+def textcot_cmd(
+    data: Path = typer.Option(..., "--data", help="the set's folder, e.g. ../shared/data/sroie"),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    set_name: str = typer.Option("sroie", "--set", help="which set: sroie"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="the LLM (default: $VISTRACE_LLM or local)"),
+    baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also answer without zooming (full-image "
+                                                                         "OCR + LLM)"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
+    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """TextCoT: overview, coarse localization, zoom, answer — beside a no-zoom baseline, accuracy and latency."""
+    from vistrace.programs.families.textcot import textcot_set
+
+    evalset = textcot_set(set_name, data, llm=llm, baseline=baseline)
+    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    raise typer.Exit(EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``vistrace eval ...`` to the main app."""
+    app.add_typer(eval_app, name="eval")

@@ -1,0 +1,140 @@
+"""Run an evaluation set: one folder per item (kept between runs), summary.json and report.html.
+
+Resuming: an item whose ``result.json`` is already in its folder is kept, not re-run (pass
+``retry_errors=True`` to re-run the items that ended in an error). Every item's result is written
+as soon as it is known, so an interrupted evaluation loses at most the item in progress.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from vistrace.errors import InputError, VistraceError
+
+from .base import EvalItem, EvalSet, ItemResult, slug
+
+RESULT_FILE = "result.json"
+SUMMARY_FILE = "summary.json"
+ITEMS_DIR = "items"
+
+
+@dataclass
+class Summary:
+    """What ``summary.json`` holds (see the output contract in docs/results.md)."""
+
+    set: str
+    items: int
+    metrics: dict[str, float]
+    errors: int
+    command: str
+    config: dict[str, Any] = field(default_factory=dict)
+    resumed: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"set": self.set, "items": self.items, "metrics": self.metrics, "errors": self.errors,
+                "command": self.command, "config": self.config, "resumed": self.resumed,
+                "seconds": round(self.seconds, 3)}
+
+
+def _load(path: Path) -> ItemResult | None:
+    try:
+        return ItemResult.from_json(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None  # unreadable or from an older format: evaluate again
+
+
+def _evaluate(evalset: EvalSet, item: EvalItem, folder: Path) -> ItemResult:
+    t0 = time.perf_counter()
+    try:
+        result = evalset.evaluate(item, folder)
+    except VistraceError as exc:  # an item that cannot be evaluated counts as failed, with the reason kept
+        result = ItemResult(item.id, score=0.0, error=f"{type(exc).__name__}: {exc}")
+    result.seconds = result.seconds or time.perf_counter() - t0
+    return result
+
+
+def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_errors: bool = False,
+             limit: int | None = None, fresh: bool = False,
+             on_item: Callable[[ItemResult, bool], None] | None = None, progress: bool = True) -> Summary:
+    """Evaluate every item of ``evalset`` into ``out``; write summary.json and report.html.
+
+    ``limit`` evaluates only the first N items; ``fresh`` deletes earlier item results first.
+    ``on_item(result, resumed)`` is called after each item.
+    """
+    from .report import write_report
+
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} is a file", hint="give a folder for the results")
+    items = evalset.items()
+    if limit is not None:
+        items = items[:max(0, limit)]
+    if not items:
+        raise InputError(f"the {evalset.name} set has no items", hint="check the data paths given")
+    ids = [it.id for it in items]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise InputError(f"item id {dup!r} appears more than once in the {evalset.name} set")
+    items_dir = out / ITEMS_DIR
+    if fresh and items_dir.exists():
+        shutil.rmtree(items_dir)
+    items_dir.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    results: list[ItemResult] = []
+    resumed = 0
+    with _progress(progress, evalset.name, len(items)) as advance:
+        for item in items:
+            folder = items_dir / slug(item.id)
+            saved = _load(folder / RESULT_FILE) if (folder / RESULT_FILE).exists() else None
+            if saved is not None and saved.id == item.id and not (retry_errors and saved.error):
+                result, was_resumed = saved, True
+                resumed += 1
+            else:
+                if folder.exists():
+                    shutil.rmtree(folder)
+                folder.mkdir(parents=True)
+                result, was_resumed = _evaluate(evalset, item, folder), False
+                result.folder = f"{ITEMS_DIR}/{folder.name}"
+                (folder / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1, default=str), encoding="utf-8")
+            results.append(result)
+            if on_item is not None:
+                on_item(result, was_resumed)
+            advance(item.id)
+    summary = Summary(set=evalset.name, items=len(results), metrics=evalset.metrics(results),
+                      errors=sum(1 for r in results if r.error), command=command, config=evalset.config(),
+                      resumed=resumed, seconds=time.perf_counter() - t0)
+    (out / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2), encoding="utf-8")
+    write_report(out, summary, results)
+    return summary
+
+
+class _progress:
+    """A rich progress bar on stderr (or nothing); ``advance(label)`` moves it one item."""
+
+    def __init__(self, enabled: bool, name: str, total: int):
+        self.enabled, self.name, self.total = enabled, name, total
+        self.bar = None
+
+    def __enter__(self):
+        if not self.enabled:
+            return lambda label: None
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn(f"[bold]{self.name}[/]"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("[dim]{task.description}[/]"),
+                            console=Console(stderr=True), transient=False)
+        self.bar.__enter__()
+        task = self.bar.add_task("", total=self.total)
+        return lambda label: self.bar.update(task, advance=1, description=str(label)[:40])
+
+    def __exit__(self, *exc):
+        if self.bar is not None:
+            self.bar.__exit__(*exc)
+        return False
