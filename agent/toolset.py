@@ -11,7 +11,8 @@ Which tools are offered (a small model does better with fewer choices, and the 0
 - tools of the categories in :data:`LEFT_OUT_CATEGORIES` are left out: the VPEval modules score a
   generated image against a prompt and image generation makes new pictures — neither answers a
   question about the given images, and their names (``vqa``, ``objectEval``) switch a program to
-  the VPEval style;
+  the VPEval style; the image-to-3D tools (category ``3d``) build meshes, which
+  ``programs/library/image_to_3d.vp`` runs, and would only lengthen a small model's prompt;
 - a tool needing more image arguments than the request has image inputs is left out (e.g.
   ``stereo_depth`` with a single image), when the inputs are known.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 
 from vistrace.signature import ParamSpec, type_name
 
-LEFT_OUT_CATEGORIES: frozenset[str] = frozenset({"vpeval", "generation"})
+LEFT_OUT_CATEGORIES: frozenset[str] = frozenset({"vpeval", "generation", "3d"})
 
 # Plain data whose safe methods the planner is told about: str only (list/dict methods such as append
 # need loops, which the plain-statement form does without; the grammar still allows them all).

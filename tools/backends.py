@@ -6,6 +6,7 @@ among them is a visible step: the choice and its reason land in the trace.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -56,3 +57,16 @@ class Backend(ABC):
         a = self.availability()
         return {"tool": self.tool, "backend": self.name, "model": self.model, "version": self.version,
                 "available": a.ok, "reason": a.reason, "fix": a.fix}
+
+
+def accepts(backend: Backend, name: str) -> bool:
+    """Whether ``backend.run`` names the parameter ``name`` (a ``**kwargs`` catch-all does not count).
+
+    Tools pass optional arguments (``ask``'s ``context``, the ``ctx`` that lets a backend call other
+    tools) only to backends that declare them, so older backends keep their ``run`` signature."""
+    try:
+        params = inspect.signature(backend.run).parameters
+    except (TypeError, ValueError):
+        return False
+    p = params.get(name)
+    return p is not None and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)

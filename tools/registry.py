@@ -301,6 +301,11 @@ class ToolContext:
                  for name, info in self.calls]
         models = sorted({info["model"] for _, info in self.calls if info.get("model")})
         backends = sorted({info["backend"] for _, info in self.calls if info.get("backend")})
+        if own.get("backend") not in (None, "", "builtin"):  # an expert backend that called tools: it answered
+            models = list(dict.fromkeys([own["model"], *models] if own.get("model") else models))
+            # its own answer was computed (a cached one returns before the backend runs): never a cache hit
+            return {"backend": own["backend"], "model": ",".join(models), "version": own["version"],
+                    "reason": "; ".join(x for x in (own.get("reason", ""), "using " + "; ".join(parts)) if x)}
         merged = {"backend": ",".join(backends) or own["backend"], "model": ",".join(models),
                   "version": own["version"], "reason": "; ".join(parts)}
         if self.calls and all(info.get("cache_hit") for _, info in self.calls):

@@ -120,6 +120,32 @@ def geneval_cmd(
     raise typer.Exit(EXIT_OK)
 
 
+@eval_app.command("vpgen")
+@_guard
+def vpgen_cmd(
+    prompts: Path = typer.Option(..., "--prompts", help="prompts: a text file (one per line, e.g. T2I-CompBench's "
+                                                        "lists) or JSON as for `eval vpeval`"),
+    out: Path = typer.Option(..., "--out", help=OUT_HELP),
+    generator: str = typer.Option("auto", "--generator", help="gligen (diffusers GLIGEN weights you bring), sketch "
+                                                              "(judge the layout itself) or auto"),
+    llm: Optional[str] = typer.Option(None, "--llm", help="LLM for VPEval programs no template fits"),
+    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N prompts"),
+    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
+    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+) -> None:
+    """VPGen: objects -> layout -> image for each prompt, then VPEval on the result (offline: on the layout)."""
+    from vistrace.programs.families.vpgen import vpgen_set
+
+    planner = None
+    if llm is not None:
+        from vistrace.programs.families.vpeval_planner import VPEvalPlanner
+
+        planner = VPEvalPlanner(llm)
+    _run(vpgen_set(prompts, generator=generator, planner=planner), out, limit, fresh, retry_errors, quiet)
+    raise typer.Exit(EXIT_OK)
+
+
 @eval_app.command("textcot")
 @_guard
 def textcot_cmd(
@@ -129,6 +155,7 @@ def textcot_cmd(
     llm: Optional[str] = typer.Option(None, "--llm", help="the LLM (default: $VISTRACE_LLM or local)"),
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also answer without zooming (full-image "
                                                                          "OCR + LLM)"),
+    field: list[str] = typer.Option([], "--field", help="only these key fields (repeat): total, date, company"),
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
     fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
@@ -137,7 +164,7 @@ def textcot_cmd(
     """TextCoT: overview, coarse localization, zoom, answer — beside a no-zoom baseline, accuracy and latency."""
     from vistrace.programs.families.textcot import textcot_set
 
-    evalset = textcot_set(set_name, data, llm=llm, baseline=baseline)
+    evalset = textcot_set(set_name, data, llm=llm, baseline=baseline, fields=field or None)
     _run(evalset, out, limit, fresh, retry_errors, quiet)
     raise typer.Exit(EXIT_OK)
 

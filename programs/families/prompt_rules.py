@@ -106,13 +106,18 @@ def _count_part(part: str) -> tuple[int | None, str]:
 
 
 def _object_checks(phrase: str) -> tuple[list[str], str]:
-    """objectEval (+ a colour vqa) for one object phrase; returns (modules, object name)."""
-    color, name = _split_color(_clean(phrase))
+    """objectEval (+ a colour vqa, + a countEval for 'two dogs') for one object phrase; (modules, name)."""
+    text = _clean(phrase)
+    explicit = re.match(r"^(\d+|" + "|".join(NUMBER_WORDS) + r")\s", text)
+    number, text = _count_part(text)
+    color, name = _split_color(text)
     name = singular(name)
     modules = [f"objectEval(image, {_quote(name)})"]
     if color:
         modules.append(f"vqa(image, {_quote(f'what color is the {name}?')}, {_quote(','.join(COLORS))}, "
                        f"{_quote(color)})")
+    if explicit and number is not None:
+        modules.append(f"countEval(objDet(image, {_quote(name)}), '=={number}')")
     return modules, name
 
 
@@ -157,16 +162,13 @@ def rules_program(prompt: str) -> RulePlan | None:
     names: list[str] = []
     counted = None
     for part in parts:
-        number, phrase = _count_part(part)
-        mods, name = _object_checks(phrase)
+        mods, name = _object_checks(part)
         if not _is_object(name):
             return None  # a clause, not an object: no template fits
         modules += mods
         names.append(name)
-        explicit = re.match(r"^(\d+|" + "|".join(NUMBER_WORDS) + r")\s", part)
-        if explicit and number is not None:
-            modules.append(f"countEval(objDet(image, {_quote(name)}), '=={number}')")
-            counted = str(number)
+        count = next((m.rsplit("==", 1)[1].rstrip("')") for m in mods if m.startswith("countEval")), None)
+        counted = count or counted
     if not names:
         return None
     skill = "count" if counted else "object"

@@ -47,7 +47,7 @@ def test_function_inputs_from_args(tmp_path):
 
 def test_runtime_error_exits_1_and_keeps_the_trace(tmp_path):
     prog = tmp_path / "fails.vp"
-    prog.write_text("answer = ask(image, 'what is this?')\nresult = answer\n")
+    prog.write_text("answer = depth(image)\nresult = answer\n")
     res = invoke("run", prog, "--image", EXAMPLES / "images" / "chelsea.jpg", "--out", tmp_path / "r", "--no-cache")
     assert res.exit_code == 1
     assert "no backend" in res.output

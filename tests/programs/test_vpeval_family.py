@@ -184,3 +184,67 @@ def test_bad_settings_are_rejected(tmp_path, kwargs, message):
     images = tmp_path if kwargs else tmp_path / "missing"
     with pytest.raises(InputError, match=message):
         VPEvalSet([Task("a", "a cat")], images, **kwargs)
+
+
+# the LLM planner ------------------------------------------------------------------------------------
+
+def test_planner_few_shots_come_from_the_library():
+    from vistrace.programs.families.vpeval_planner import VPEVAL_GRAMMAR, library_shots
+    from vistrace.agent.gbnf import accepts
+
+    shots = library_shots()
+    assert {s.prompt for s in shots} >= {"an image of ten dogs"}
+    for s in shots:
+        assert errors(check(s.program)) == [], s.program
+        assert accepts(VPEVAL_GRAMMAR, s.program), s.program
+
+
+def test_planner_uses_the_rules_first_and_the_llm_for_the_rest():
+    from tests.agent.scripted_llm import ScriptedLLM
+    from vistrace.programs.families.vpeval_planner import VPEvalPlanner
+
+    llm = ScriptedLLM(["objectEval(image, 'giraffe');countEval(objDet(image, 'giraffe'), '==5')", "objectEval(image"])
+    planner = VPEvalPlanner(llm)
+    assert planner(Task("a", "four trucks")).planner == "rules" and not llm.calls
+    planned = planner(Task("b", "five giraffes roamed the safari"))
+    assert planned.planner == "llm" and planned.program.startswith("objectEval(image, 'giraffe')")
+    assert llm.calls[0].grammar is not None and "Prompt: five giraffes" in llm.calls[0].last_user
+    from vistrace.errors import ProgramError
+
+    with pytest.raises(ProgramError, match="was rejected"):
+        planner(Task("c", "seven pigs snorted and played in the mud"))
+
+
+@pytest.mark.slow
+def test_planner_with_the_real_local_model_writes_a_checked_program():
+    from vistrace.programs.families.vpeval_planner import VPEvalPlanner
+
+    planned = VPEvalPlanner("local")(Task("a", "five giraffes roamed the safari"))
+    assert planned.planner == "llm"
+    assert errors(check(planned.program)) == []
+    assert "giraffe" in planned.program
+
+
+def test_an_item_that_raises_a_bug_is_recorded_and_the_evaluation_goes_on(tmp_path):
+    from vistrace.evaluate import EvalItem, ItemResult
+
+    class Flaky:
+        name = "flaky"
+
+        def items(self):
+            return [EvalItem("a", {}), EvalItem("b", {})]
+
+        def evaluate(self, item, folder):
+            if item.id == "a":
+                raise KeyError("boom")
+            return ItemResult(item.id, score=1.0)
+
+        def metrics(self, results):
+            return {"score": sum(r.score for r in results) / len(results)}
+
+        def config(self):
+            return {}
+
+    summary = run_eval(Flaky(), tmp_path / "out", progress=False)
+    assert summary.errors == 1 and summary.metrics["score"] == 0.5
+    assert "KeyError" in (tmp_path / "out" / "items" / "a" / "error.txt").read_text()

@@ -18,6 +18,9 @@ EXPECTED_TOOLS = {
     "detect", "ocr", "ask", "caption", "depth", "region", "loc", "object_eval", "count_eval",
     "spatial_eval", "scale_eval", "text_eval", "vqa_eval", "count", "box", "detect_faces", "pose", "classify", "find_text", "segment", "stereo_depth",
     "detections", "generate", "layout_sketch",
+    "depth_for", "point_cloud", "measure_points", "choose_mesher", "mesh", "export_mesh", "render_mesh",
+    "plan_objects", "plan_layout",
+    "locate",
 }
 EXPECTED_ALIASES = {
     "LOC": "loc", "COUNT": "count", "CROP": "crop", "CROP_LEFTOF": "crop_left_of", "CROP_RIGHTOF": "crop_right_of",
@@ -61,7 +64,8 @@ def test_each_tool_is_fully_declared(bare_registry, name):
 
 def test_expert_flags(bare_registry):
     experts = {t.name for t in bare_registry.tools() if t.expert}
-    assert experts == {"detect", "ocr", "ask", "caption", "depth", "detect_faces", "pose", "classify", "segment", "generate"}
+    assert experts == {"detect", "ocr", "ask", "caption", "depth", "detect_faces", "pose", "classify", "segment", "generate",
+                       "plan_objects", "plan_layout", "locate"}
 
 
 def test_validation_message_names_argument_tool_and_types(bare_registry, coco_image):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 
-ADAPTER_MODULES = ("yolo", "sam", "hf_detect", "hf_depth", "hf_vlm", "diffusion")
+ADAPTER_MODULES = ("yolo", "sam", "hf_detect", "hf_depth", "hf_vlm", "vlm", "diffusion")
 
 
 def register_adapters(reg) -> None:

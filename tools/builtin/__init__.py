@@ -8,9 +8,9 @@ handles them.
 from __future__ import annotations
 
 from ..registry import Registry
-from . import basic, experts, generation, image_ops, relations, stereo, vpeval
+from . import basic, experts, generation, geometry, image_ops, relations, stereo, textcot, vpeval, vpgen
 
-MODULES = (image_ops, relations, experts, vpeval, basic, stereo, generation)
+MODULES = (image_ops, relations, experts, vpeval, basic, stereo, generation, textcot, geometry, vpgen)
 
 # (alias, tool, renames, presets)
 VISPROG_ALIASES: tuple[tuple[str, str, dict, dict], ...] = (

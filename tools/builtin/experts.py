@@ -8,8 +8,15 @@ Backend contract (what ``backend.run`` receives and must return), per tool:
 - ``detect``: ``run(image=Image, labels=list[str], threshold=float) -> Detections`` with boxes in
   the given image's own pixels, labelled with the query label they answer, scored 0..1.
 - ``ocr``: ``run(image=Image) -> TextLines`` with boxes in the given image's own pixels.
-- ``ask``: ``run(image=Image, question=str, choices=list[str]) -> str`` (choices may be empty).
+- ``ask``: ``run(image=Image, question=str, choices=list[str]) -> str`` (choices may be empty); a
+  backend whose ``run`` names ``context`` also gets ``context=str`` (what the whole image shows, e.g.
+  TextCoT's overview when ``image`` is a crop; may be empty).
 - ``caption``: ``run(image=Image) -> str``.
+- ``locate`` (tools/builtin/textcot.py): ``run(image=Image, question=str) -> Detections`` with one box
+  in the given image's own pixels (plus ``context=str`` when ``run`` names it).
+
+A backend whose ``run`` names ``ctx`` is given the :class:`ToolContext`, so it can call other tools
+(an offline backend that fuses several experts); who answered those calls lands in the trace.
 - ``depth``: ``run(image=Image) -> DepthMap`` over the given image's pixel grid, convention stated.
 - ``segment``: ``run(image=Image, box=Box?, point=(x, y)?, mask=Mask?) -> Mask`` over the given
   image's grid; prompts are in the given image's own pixels, only those given are passed. A backend
@@ -25,7 +32,7 @@ from typing import Any, Literal
 from vistrace.errors import ToolArgumentError, ToolError
 from vistrace.values import Box, DepthMap, Detections, Image, Keypoints, Labels, Mask, TextLine, TextLines
 
-from ..backends import Backend
+from ..backends import Backend, accepts
 from ..registry import ToolContext, tool
 
 REGION_NAMES = ("TOP", "BOTTOM", "LEFT", "RIGHT")
@@ -123,27 +130,45 @@ def ocr(image: Image, backend: Backend = None) -> TextLines:
     return TextLines(to_root(line) for line in found)
 
 
-@tool(category="expert", expert=True)
-def ask(image: Image, question: str, choices: str = "", backend: Backend = None) -> str:
+def backend_extras(backend: Backend, ctx: ToolContext | None, **optional: Any) -> dict[str, Any]:
+    """The optional arguments this backend's ``run`` declares: ``ctx`` and any of ``optional``."""
+    extra = {k: v for k, v in optional.items() if accepts(backend, k)}
+    if ctx is not None and accepts(backend, "ctx"):
+        extra["ctx"] = ctx
+    return extra
+
+
+def _check_question(args: dict[str, Any]) -> None:
+    if not str(args.get("question", "")).strip():
+        raise ToolArgumentError("ask needs a non-empty question")
+
+
+@tool(category="expert", expert=True, precheck=_check_question)
+def ask(image: Image, question: str, choices: str = "", context: str = "", ctx: ToolContext = None,
+        backend: Backend = None) -> str:
     """Answer a question about an image in a few words (visual question answering).
+
+    ``context`` describes the whole image when ``image`` is a crop of it (TextCoT passes the
+    overview caption); backends that take it use it, the others answer from the image alone.
 
     Args:
         image: The image (or a crop of one) the question is about.
         question: The question, e.g. 'What color is the car?'.
         choices: Optional comma-separated answers to choose from, e.g. 'yes,no'.
+        context: Optional description of the whole image, e.g. its caption (empty: none).
 
     Returns:
         The answer text.
     """
-    if not question.strip():
-        raise ToolArgumentError("ask needs a non-empty question")
+    _check_question({"question": question})
     options = [c.strip() for c in choices.split(",") if c.strip()]
-    answer = _expect(backend.run(image=image, question=question, choices=options), str, "ask", backend)
+    extra = backend_extras(backend, ctx, context=context)
+    answer = _expect(backend.run(image=image, question=question, choices=options, **extra), str, "ask", backend)
     return answer.strip()
 
 
 @tool(category="expert", expert=True)
-def caption(image: Image, backend: Backend = None) -> str:
+def caption(image: Image, ctx: ToolContext = None, backend: Backend = None) -> str:
     """Describe an image in one sentence.
 
     Args:
@@ -152,7 +177,7 @@ def caption(image: Image, backend: Backend = None) -> str:
     Returns:
         The caption.
     """
-    return _expect(backend.run(image=image), str, "caption", backend).strip()
+    return _expect(backend.run(image=image, **backend_extras(backend, ctx)), str, "caption", backend).strip()
 
 
 DEPTH_HINT = ("monocular depth needs weights you bring (DPT or Depth-Anything: see docs/adapters.md); "

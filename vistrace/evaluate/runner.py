@@ -2,7 +2,9 @@
 
 Resuming: an item whose ``result.json`` is already in its folder is kept, not re-run (pass
 ``retry_errors=True`` to re-run the items that ended in an error). Every item's result is written
-as soon as it is known, so an interrupted evaluation loses at most the item in progress.
+as soon as it is known, so an interrupted evaluation loses at most the item in progress. An item
+that raises an unexpected exception (a bug) is recorded as an error with its traceback in
+``error.txt`` and the evaluation goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +22,7 @@ from vistrace.errors import InputError, VistraceError
 from .base import EvalItem, EvalSet, ItemResult, slug
 
 RESULT_FILE = "result.json"
+ERROR_FILE = "error.txt"
 SUMMARY_FILE = "summary.json"
 ITEMS_DIR = "items"
 
@@ -55,6 +59,11 @@ def _evaluate(evalset: EvalSet, item: EvalItem, folder: Path) -> ItemResult:
         result = evalset.evaluate(item, folder)
     except VistraceError as exc:  # an item that cannot be evaluated counts as failed, with the reason kept
         result = ItemResult(item.id, score=0.0, error=f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a bug on one item must not end a long evaluation; kept loudly
+        (folder / ERROR_FILE).write_text(traceback.format_exc(), encoding="utf-8")
+        result = ItemResult(item.id, score=0.0,
+                            error=f"internal error {type(exc).__name__}: {exc} (traceback in {ERROR_FILE}; "
+                                  "please report it)")
     result.seconds = result.seconds or time.perf_counter() - t0
     return result
 

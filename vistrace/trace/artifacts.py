@@ -6,6 +6,10 @@ For every step with a drawable output, :func:`render_artifacts` writes PNGs into
 - boxes, detections, OCR lines, masks, answers with evidence: drawn on the step's root image;
 - an image output: the image itself, and for a crop also its region outlined on the root image;
 - a depth map: its own picture (bright = near);
+- a point cloud: its points seen from above-left of the camera, coloured by depth; a mesh: its
+  rendered preview;
+- an exported mesh file (:class:`~vistrace.values.MeshFile`): the file itself, written to
+  ``run_dir/exports/NAME.FORMAT`` (``NAME_stepNNN.FORMAT`` when two steps export the same name);
 - scalars and anything else: no picture.
 
 The root image of a step is found from the first image among its arguments: an image that is not a
@@ -122,8 +126,8 @@ def _on_root(value: Any) -> bool:
     """Values drawn onto the root picture."""
     from ..values import Answer, Box, Detections, Image, Keypoints, Mask, TextLine, TextLines
 
-    if isinstance(value, Answer):
-        return bool(value.boxes)
+    if isinstance(value, Answer):  # evidence boxes, or a verdict whose explanation is drawn as a banner
+        return bool(value.boxes) or (isinstance(value.value, bool) and bool(value.explanation))
     if isinstance(value, Image):
         return value.is_crop
     return isinstance(value, (Box, Detections, Keypoints, Mask, TextLine, TextLines))
@@ -158,9 +162,9 @@ def _pick_canvas(finder: RootFinder, args: dict[str, Any], value: Any):
 
 def step_pictures(finder: RootFinder, args: dict[str, Any], value: Any) -> list[tuple[str, Any]]:
     """The pictures for one step: ``[(suffix, PIL image)]`` (suffix '' for the main one)."""
-    from ..values import DepthMap, Image
+    from ..values import DepthMap, Image, Mesh, PointCloud
 
-    if isinstance(value, DepthMap):
+    if isinstance(value, (DepthMap, PointCloud, Mesh)):
         return [("", value.draw())]
     if isinstance(value, Image):
         pics = [("", value.pil.convert("RGB"))]
@@ -190,8 +194,11 @@ def render_artifacts(recorder, run_dir: str | Path, max_side: int = MAX_SIDE) ->
     Paths are relative to ``run_dir`` (``artifacts/step003.png``, ``artifacts/step003_region.png``).
     Steps whose value cannot be drawn get no artifact; nothing here raises for an odd value.
     """
+    from ..values import MeshFile
+
     run_dir = Path(run_dir)
     out_dir = run_dir / "artifacts"
+    exported: set[str] = set()
     finder = RootFinder()
     for value in recorder.input_values.values():
         finder.add(value)
@@ -202,6 +209,9 @@ def render_artifacts(recorder, run_dir: str | Path, max_side: int = MAX_SIDE) ->
         try:
             finder.add(args)
             if rec.error is not None or rec.id not in recorder.values:
+                continue
+            if isinstance(value, MeshFile):
+                _save_file(run_dir, rec, value, exported)
                 continue
             pictures = step_pictures(finder, args, value)
             finder.add(value)
@@ -217,3 +227,18 @@ def render_artifacts(recorder, run_dir: str | Path, max_side: int = MAX_SIDE) ->
                 log.debug("cannot save artifact %s: %s", name, exc)
                 continue
             rec.artifacts.append(f"artifacts/{name}")
+
+
+def _save_file(run_dir: Path, rec, value, exported: set[str]) -> None:
+    """Write an exported file to ``run_dir/exports/`` and list it among the step's artifacts."""
+    name = value.filename
+    if name in exported:
+        name = f"{value.name}_step{rec.id:03d}.{value.format}"
+    try:
+        (run_dir / "exports").mkdir(parents=True, exist_ok=True)
+        (run_dir / "exports" / name).write_bytes(value.data)
+    except OSError as exc:
+        log.debug("cannot save export %s: %s", name, exc)
+        return
+    exported.add(name)
+    rec.artifacts.append(f"exports/{name}")

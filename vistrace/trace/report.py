@@ -107,12 +107,34 @@ def _program_lines(trace: Trace) -> list[dict[str, Any]]:
             for i, text in enumerate(trace.program.splitlines(), start=1)]
 
 
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif")
+
+
+def _is_picture(path: str) -> bool:
+    return str(path).lower().endswith(PICTURE_SUFFIXES)
+
+
+def _files(paths: list[str], run_dir: Path | None) -> list[dict[str, str]]:
+    """[{href, name, size}] for the artifacts that are not pictures (exported meshes): links, never inlined."""
+    out = []
+    for p in paths:
+        rel = safe_relpath(p)
+        if rel is None or _is_picture(rel):
+            continue
+        size = ""
+        if run_dir is not None and (run_dir / rel).is_file():
+            n = (run_dir / rel).stat().st_size
+            size = f"{n / 1e6:.2f} MB" if n >= 100_000 else f"{n / 1e3:.1f} kB"
+        out.append({"href": rel, "name": rel.rsplit("/", 1)[-1], "size": size})
+    return out
+
+
 def _images(paths: list[str], run_dir: Path | None, inline: bool) -> list[dict[str, str]]:
     """[{src, href, name}] for the pictures that can be shown (inline: data URIs; else relative links)."""
     out = []
     for p in paths:
         rel = safe_relpath(p)
-        if rel is None:
+        if rel is None or not _is_picture(rel):
             continue
         name = rel.rsplit("/", 1)[-1]
         if inline:
@@ -128,7 +150,7 @@ def _images(paths: list[str], run_dir: Path | None, inline: bool) -> list[dict[s
 
 
 def _card(step: StepRecord, run_dir: Path | None, inline: bool) -> dict[str, Any]:
-    return {"s": step, "images": _images(step.artifacts, run_dir, inline),
+    return {"s": step, "images": _images(step.artifacts, run_dir, inline), "files": _files(step.artifacts, run_dir),
             "same_name": not step.tool or step.tool == step.call}
 
 

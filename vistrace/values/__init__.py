@@ -5,6 +5,7 @@ from .arrays import DepthMap, Mask
 from .base import Value
 from .boxes import Box, Detections
 from .codec import fingerprint, summarize, to_jsonable
+from .geometry import Mesh, MesherChoice, MeshFile, PointCloud, PointStats
 from .image import Image
 from .keypoints import COCO_KEYPOINTS, Keypoints
 from .labels import Labels
@@ -12,11 +13,11 @@ from .text import TextLine, TextLines, normalize_vpeval
 
 VALUE_TYPES: dict[str, type] = {
     cls.type_name: cls for cls in (Image, Box, Detections, Mask, DepthMap, TextLine, TextLines, Answer, Labels,
-                                   Keypoints)
+                                   Keypoints, PointCloud, PointStats, MesherChoice, Mesh, MeshFile)
 }
 
 __all__ = [
-    "Answer", "Box", "COCO_KEYPOINTS", "DepthMap", "Detections", "Image", "Keypoints", "Labels", "Mask", "TextLine",
-    "TextLines", "Value",
+    "Answer", "Box", "COCO_KEYPOINTS", "DepthMap", "Detections", "Image", "Keypoints", "Labels", "Mask", "Mesh",
+    "MeshFile", "MesherChoice", "PointCloud", "PointStats", "TextLine", "TextLines", "Value",
     "VALUE_TYPES", "fingerprint", "normalize_vpeval", "summarize", "to_jsonable",
 ]

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from .base import Value
 from .boxes import Box
-from .draw import draw_box, rgb_canvas
+from .draw import draw_banner, draw_box, rgb_canvas
 
 
 class Answer(Value):
@@ -54,7 +54,11 @@ class Answer(Value):
                 "steps": list(self.steps), "explanation": self.explanation}
 
     def draw(self, canvas):
+        """The evidence boxes on the canvas; a verdict (True/False) also gets its explanation as a banner."""
         out = rgb_canvas(canvas)
         for b in self.boxes:
             draw_box(out, b.xyxy, b.label or "evidence", color=(255, 200, 0))
+        if isinstance(self.value, bool) and self.explanation:
+            draw_banner(out, ("PASS: " if self.value else "FAIL: ") + self.explanation,
+                        (40, 140, 60) if self.value else (180, 40, 40))
         return out

@@ -97,23 +97,26 @@ class DepthMap(Value):
     ``convention`` states which way is near: ``"larger_is_nearer"`` (disparity-like, e.g. MiDaS /
     Depth-Anything relative output, stereo disparity) or ``"larger_is_farther"`` (metric depth in
     metres). Pixels without a value (e.g. unmatched in stereo) are NaN; statistics ignore them.
+    ``source`` says, when known, which model or algorithm made the map and why it was chosen.
     """
 
     type_name: ClassVar[str] = "DepthMap"
     public: ClassVar[frozenset[str]] = frozenset(
-        {"convention", "unit", "width", "height", "at", "nearer", "min", "max", "summary", "mean_in"})
-    __slots__ = ("array", "convention", "unit", "_frozen")
+        {"convention", "unit", "source", "width", "height", "at", "nearer", "min", "max", "summary", "mean_in"})
+    __slots__ = ("array", "convention", "unit", "source", "_frozen")
     # field types (the planner's grammar reads them)
     convention: str
     unit: str
+    source: str
 
     def __init__(self, array, convention: Literal["larger_is_nearer", "larger_is_farther"] = "larger_is_farther",
-                 unit: str = "relative"):
+                 unit: str = "relative", source: str = ""):
         if convention not in ("larger_is_nearer", "larger_is_farther"):
             raise ValueError(f"depth convention must be 'larger_is_nearer' or 'larger_is_farther', got {convention!r}")
         self.array = _readonly(array, "float32")
         self.convention = convention
         self.unit = str(unit)
+        self.source = str(source)
         self._freeze()
 
     @property
@@ -162,11 +165,15 @@ class DepthMap(Value):
         return hash((self.convention, self.array.shape, self.array.tobytes()))
 
     def summary(self) -> str:
-        return f"depth {self.width}x{self.height} {self.unit} [{self.min():.3g}..{self.max():.3g}] ({self.convention})"
+        text = f"depth {self.width}x{self.height} {self.unit} [{self.min():.3g}..{self.max():.3g}] ({self.convention})"
+        return f"{text} by {self.source}" if self.source else text
 
     def to_json(self) -> dict[str, Any]:
-        return {"type": "DepthMap", "shape": list(self.array.shape), "convention": self.convention, "unit": self.unit,
-                "min": self.min(), "max": self.max()}
+        d = {"type": "DepthMap", "shape": list(self.array.shape), "convention": self.convention, "unit": self.unit,
+             "min": self.min(), "max": self.max()}
+        if self.source:
+            d["source"] = self.source
+        return d
 
     def draw(self, canvas=None):
         import numpy as np

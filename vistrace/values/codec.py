@@ -14,6 +14,7 @@ from .answer import Answer
 from .arrays import DepthMap, Mask
 from .base import Value
 from .boxes import Box, Detections
+from .geometry import Mesh, MesherChoice, MeshFile, PointCloud, PointStats
 from .image import Image
 from .keypoints import Keypoints
 from .labels import Labels
@@ -87,17 +88,37 @@ def encode(value: Any) -> tuple[Any, dict[str, bytes]]:
             return {"$dict": [[enc(k), enc(x)] for k, x in v.items()]}
         if isinstance(v, Image):
             buf = io.BytesIO()
-            v.pil.save(buf, format="PNG")
+            exif = v.pil.info.get("exif")  # kept: the camera's focal length gives 3-D intrinsics
+            v.pil.save(buf, format="PNG", **({"exif": exif} if exif else {}))
             d = v.to_json()
             d["png"] = blob(buf.getvalue(), "png")
             return {"$value": d}
-        if isinstance(v, (Box, Detections, TextLine, TextLines, Labels, Keypoints)):
+        if isinstance(v, (Box, Detections, TextLine, TextLines, Labels, Keypoints, PointStats, MesherChoice)):
             return {"$value": v.to_json()}
         if isinstance(v, Mask):
             d = {"type": "Mask", "label": v.label, "score": v.score, "npy": npy(v.array)}
             return {"$value": d}
         if isinstance(v, DepthMap):
-            return {"$value": {"type": "DepthMap", "convention": v.convention, "unit": v.unit, "npy": npy(v.array)}}
+            d = {"type": "DepthMap", "convention": v.convention, "unit": v.unit, "npy": npy(v.array)}
+            if v.source:
+                d["source"] = v.source
+            return {"$value": d}
+        if isinstance(v, PointCloud):
+            d = {"type": "PointCloud", "points": npy(v.points), "grid_shape": v.grid_shape, "stride": v.stride,
+                 "intrinsics": v.intrinsics, "unit": v.unit, "assumptions": list(v.assumptions)}
+            for name in ("colors", "normals", "pixels"):
+                if getattr(v, name) is not None:
+                    d[name] = npy(getattr(v, name))
+            return {"$value": d}
+        if isinstance(v, Mesh):
+            d = {"type": "Mesh", "vertices": npy(v.vertices), "faces": npy(v.faces), "method": v.method,
+                 "params": enc(v.params)}
+            if v.colors is not None:
+                d["colors"] = npy(v.colors)
+            return {"$value": d}
+        if isinstance(v, MeshFile):
+            return {"$value": {"type": "MeshFile", "format": v.format, "name": v.name,
+                               "data": blob(v.data, v.format)}}
         if isinstance(v, Answer):
             return {"$value": {"type": "Answer", "value": enc(v.value), "boxes": [b.to_json() for b in v.boxes],
                                "steps": list(v.steps), "explanation": v.explanation}}
@@ -146,7 +167,21 @@ def decode(tree: Any, blobs: dict[str, bytes]) -> Any:
         if kind == "Mask":
             return Mask(npy(d["npy"]), d["label"], d["score"])
         if kind == "DepthMap":
-            return DepthMap(npy(d["npy"]), d["convention"], d["unit"])
+            return DepthMap(npy(d["npy"]), d["convention"], d["unit"], source=d.get("source", ""))
+        if kind == "PointStats":
+            return PointStats.from_json(d)
+        if kind == "MesherChoice":
+            return MesherChoice.from_json(d)
+        if kind == "PointCloud":
+            extra = {k: npy(d[k]) for k in ("colors", "normals", "pixels") if k in d}
+            return PointCloud(npy(d["points"]), extra.get("colors"), extra.get("normals"), pixels=extra.get("pixels"),
+                              grid_shape=d["grid_shape"], stride=d["stride"], intrinsics=d["intrinsics"],
+                              unit=d["unit"], assumptions=d["assumptions"])
+        if kind == "Mesh":
+            return Mesh(npy(d["vertices"]), npy(d["faces"]), npy(d["colors"]) if "colors" in d else None,
+                        method=d["method"], params=dec(d["params"]))
+        if kind == "MeshFile":
+            return MeshFile(blobs[d["data"]], d["format"], d["name"])
         if kind == "Answer":
             return Answer(dec(d["value"]), tuple(Box.from_json(b) for b in d["boxes"]), tuple(d["steps"]), d["explanation"])
         raise ValueError(f"unknown encoded value type {kind!r}")
@@ -185,6 +220,16 @@ def fingerprint(value: Any) -> str:
     def feed(v: Any) -> None:
         if isinstance(v, Image):
             h.update(b"I" + v.sha256.encode() + repr((v.offset, v.scale, v.root_size)).encode())
+        elif isinstance(v, (PointCloud, Mesh)):
+            h.update(b"G" + type(v).__name__.encode())
+            for name in ("points", "colors", "normals", "pixels", "vertices", "faces"):
+                a = getattr(v, name, None)
+                if a is not None:
+                    h.update(name.encode() + repr(a.shape).encode() + a.tobytes())
+            h.update(json.dumps({k: x for k, x in v.to_json().items() if k != "sha256"}, sort_keys=True,
+                                default=str).encode())
+        elif isinstance(v, MeshFile):
+            h.update(b"F" + v.format.encode() + v.name.encode() + v.sha256.encode())
         elif isinstance(v, (Mask, DepthMap)):
             h.update(b"A" + type(v).__name__.encode() + v.array.tobytes() + repr(v.array.shape).encode())
             h.update(json.dumps({k: x for k, x in v.to_json().items() if k not in ("min", "max")}, sort_keys=True).encode())

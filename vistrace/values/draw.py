@@ -37,6 +37,19 @@ def draw_box(canvas, xyxy, label: str = "", color=None, width: int | None = None
     return canvas
 
 
+def draw_banner(canvas, text: str, color=(40, 40, 40), max_chars: int = 110):
+    """A coloured strip across the top of the canvas with one line of white text; returns the canvas."""
+    from PIL import ImageDraw
+
+    d = ImageDraw.Draw(canvas)
+    f = font(max(11, min(canvas.size) // 36))
+    line = text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+    height = f.size + 8
+    d.rectangle([0, 0, canvas.size[0], height], fill=color)
+    d.text((4, 3), line, fill=(255, 255, 255), font=f)
+    return canvas
+
+
 def font(size: int = 14):
     """PIL's bundled scalable font at ``size`` pixels (no system fonts needed)."""
     from PIL import ImageFont

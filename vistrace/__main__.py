@@ -1,0 +1,5 @@
+"""``python -m vistrace``: the command line."""
+
+from .cli import main
+
+main()
