@@ -83,6 +83,9 @@ def run(
     limit: list[str] = typer.Option([], "--limit", help="a limit: NAME=VALUE, e.g. steps=500 or seconds=30"),
     parallel: int = typer.Option(1, "--parallel", "-p", min=1, max=64, help="run up to N independent tool calls at once"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not use the result cache"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS",
+                                          help="run the expert tools on this `vistrace serve` host, e.g. "
+                                               "http://gpu-box:8765 (token: $VISTRACE_EXPERTS_TOKEN)"),
 ) -> None:
     """Run a program; print its result and write the run folder (trace.json, report.html, artifacts/)."""
     from .api import Run, parse_and_check, run as run_program
@@ -94,8 +97,13 @@ def run(
         limits = Limits.from_pairs(dict(_split_pair(x, "--arg") for x in limit)) if limit else None
         prog, warnings = parse_and_check(program, limits=limits)
         inputs = _bind_inputs(prog, image, arg)
-        result: Run = run_program(prog.source, limits=limits, parallel=parallel, cache=not no_cache,
-                                  name=prog.name, **inputs)
+        registry = None
+        if experts:
+            from .serve import remote_registry
+
+            registry = remote_registry(experts)
+        result: Run = run_program(prog.source, registry=registry, limits=limits, parallel=parallel,
+                                  cache=not no_cache, name=prog.name, **inputs)
     except ProgramError as exc:
         _print_problems(exc.problems, _console(stderr=True))
         if not exc.problems:
@@ -305,6 +313,37 @@ _register_agent_commands(app)
 from .cli_eval import register as _register_eval_commands  # noqa: E402 - the commands need `app`
 
 _register_eval_commands(app)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (beyond loopback a token is required)"),
+    port: int = typer.Option(8765, "--port", help="TCP port"),
+    token: Optional[str] = typer.Option(None, "--token", envvar="VISTRACE_SERVE_TOKEN",
+                                        help="require 'Authorization: Bearer TOKEN' on every request"),
+    tools: list[str] = typer.Option([], "--tools", help="serve only these tools (repeat); default: all"),
+    timeout: float = typer.Option(120.0, "--timeout", help="per-request time limit in seconds (then 504)"),
+    max_inflight: int = typer.Option(64, "--max-inflight", help="requests answered at once before 429"),
+    max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="largest request body in MB (then 413)"),
+    max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="largest image in megapixels (then 413)"),
+) -> None:
+    """Serve the tools over HTTP for remote programs, agents and evals (`--experts URL` on the client)."""
+    from .errors import InputError
+    from .serve.app import ServeLimits, check_bind, create_app
+
+    try:
+        check_bind(host, token)
+    except InputError as exc:
+        _fail(str(exc), EXIT_REJECTED, exc.hint)
+    import uvicorn
+
+    limits = ServeLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1e6),
+                         timeout_s=timeout, max_inflight=max_inflight)
+    app_ = create_app(token=token, tools=tools or None, limits=limits)
+    _console(stderr=True).print(f"vistrace serve on http://{host}:{port} ({len(tools) or 'all'} tools; "
+                                f"token {'required' if token else 'not required (loopback)'}; docs at /docs)",
+                                markup=False)
+    uvicorn.run(app_, host=host, port=port, log_level="warning")
 
 
 def main() -> None:
