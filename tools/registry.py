@@ -385,6 +385,16 @@ class Registry:
         self._signatures.clear()
         return a
 
+    def derived(self, transform: Callable[[Tool], Tool]) -> "Registry":
+        """A new registry holding ``transform(tool)`` for each tool (copied) and the same aliases — e.g.
+        the expert tools answered by a remote server, or backends wrapped for batching."""
+        reg = Registry()
+        for t in self.tools():
+            reg.add(transform(t))
+        for a in self.aliases():
+            reg.alias(a.name, a.tool, renames=a.renames, presets=a.presets, style=a.style, doc=a.doc)
+        return reg
+
     def add_backend(self, backend: Backend) -> None:
         self.get(backend.tool).backends.append(backend)
 

@@ -326,20 +326,26 @@ def serve(
     max_inflight: int = typer.Option(64, "--max-inflight", help="requests answered at once before 429"),
     max_body_mb: float = typer.Option(32.0, "--max-body-mb", help="largest request body in MB (then 413)"),
     max_megapixels: float = typer.Option(40.0, "--max-megapixels", help="largest image in megapixels (then 413)"),
+    batching: bool = typer.Option(True, "--batching/--no-batching", help="group concurrent requests of backends "
+                                                                        "that run batches"),
+    max_batch: int = typer.Option(8, "--max-batch", help="requests per batch at most"),
+    max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="how long a batch waits for more requests"),
 ) -> None:
     """Serve the tools over HTTP for remote programs, agents and evals (`--experts URL` on the client)."""
     from .errors import InputError
     from .serve.app import ServeLimits, check_bind, create_app
+    from .serve.batching import BatchConfig
 
     try:
         check_bind(host, token)
     except InputError as exc:
-        _fail(str(exc), EXIT_REJECTED, exc.hint)
+        _fail(exc.message, EXIT_REJECTED, exc.hint)
     import uvicorn
 
     limits = ServeLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1e6),
                          timeout_s=timeout, max_inflight=max_inflight)
-    app_ = create_app(token=token, tools=tools or None, limits=limits)
+    app_ = create_app(token=token, tools=tools or None, limits=limits,
+                      batching=BatchConfig(max_batch, max_wait_ms) if batching else None)
     _console(stderr=True).print(f"vistrace serve on http://{host}:{port} ({len(tools) or 'all'} tools; "
                                 f"token {'required' if token else 'not required (loopback)'}; docs at /docs)",
                                 markup=False)

@@ -47,6 +47,18 @@ def parse_images(items: list[str]) -> dict[str, str]:
     return out
 
 
+EXPERTS_HELP = "run the expert tools on this `vistrace serve` host (token: $VISTRACE_EXPERTS_TOKEN)"
+
+
+def _experts_registry(url: str | None):
+    """The registry for ``--experts URL`` (expert tools answered by that server), or None for local."""
+    if not url:
+        return None
+    from vistrace.serve import remote_registry
+
+    return remote_registry(url)
+
+
 def _exit_code(error) -> int:
     return EXIT_REJECTED if getattr(error, "stage", "run") in ("check", "extract") else EXIT_RUNTIME
 
@@ -80,6 +92,7 @@ def ask(
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
     as_json: bool = typer.Option(False, "--json", help="print the answer (or the failure) as JSON"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not use the result cache"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
 ) -> None:
     """Answer a question about images: plan a program, check it, run it, repair it; print the answer,
     the program and where the report is."""
@@ -95,7 +108,8 @@ def ask(
               hint='vistrace ask IMAGE... "question"')
     try:
         images = parse_images(args[:-1])
-        agent = Agent(llm=llm, max_repairs=max_repairs, grammar=_decoding(decoding, no_grammar), cache=not no_cache)
+        agent = Agent(llm=llm, registry=_experts_registry(experts), max_repairs=max_repairs,
+                      grammar=_decoding(decoding, no_grammar), cache=not no_cache)
         answer = agent.ask(images, question)
     except AgentFailed as exc:
         run_dir = exc.run.save(out or default_run_dir("ask")) if exc.run is not None else None
@@ -271,6 +285,7 @@ def chat(
     no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding (same as --decoding plain)"),
     decoding: str = typer.Option("auto", "--decoding", help=DECODING_HELP),
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
 ) -> None:
     """Chat about images; the session (turns and images) persists, so `--session NAME` continues it."""
     from vistrace.agent.agent import Agent
@@ -284,7 +299,8 @@ def chat(
         for item in image:
             name, path = _split_image(item)
             session.add_image(path, name)
-        agent = Agent(llm=llm, session=session, max_repairs=max_repairs, grammar=_decoding(decoding, no_grammar))
+        agent = Agent(llm=llm, registry=_experts_registry(experts), session=session, max_repairs=max_repairs,
+                      grammar=_decoding(decoding, no_grammar))
     except VistraceError as exc:
         _fail(str(exc), EXIT_REJECTED)
         return

@@ -20,6 +20,15 @@ eval_app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_m
                        help="Evaluate on a public set: summary.json + report.html + one folder per item (resumable).")
 
 OUT_HELP = "output folder; items already scored there are kept (resume)"
+EXPERTS_HELP = "run the expert tools on this `vistrace serve` host (token: $VISTRACE_EXPERTS_TOKEN)"
+
+
+def _registry(experts: Optional[str]):
+    if not experts:
+        return None
+    from .serve import remote_registry
+
+    return remote_registry(experts)
 
 
 def _command() -> str:
@@ -76,6 +85,7 @@ def vpeval_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
     fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """VPEval: skill programs from annotations (or planned from prompts), a score and a sentence per module."""
@@ -90,7 +100,8 @@ def vpeval_cmd(
         from vistrace.programs.families.vpeval_planner import VPEvalPlanner
 
         planner = VPEvalPlanner(llm)
-    evalset = VPEvalSet(tasks, images, judge=judge, vqa=vqa, planner=planner, source=str(prompts or images))
+    evalset = VPEvalSet(tasks, images, judge=judge, vqa=vqa, planner=planner, source=str(prompts or images),
+                        registry=_registry(experts))
     _run(evalset, out, limit, fresh, retry_errors, quiet)
     raise typer.Exit(EXIT_OK)
 
@@ -110,12 +121,14 @@ def geneval_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N images"),
     fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """GenEval: object, count, colour and position clauses from metadata; an image is correct when all hold."""
     from vistrace.programs.families.geneval import GenEvalSet
 
-    evalset = GenEvalSet(metadata, images, threshold=threshold, counting_threshold=counting_threshold, vqa=vqa)
+    evalset = GenEvalSet(metadata, images, threshold=threshold, counting_threshold=counting_threshold, vqa=vqa,
+                         registry=_registry(experts))
     _run(evalset, out, limit, fresh, retry_errors, quiet)
     raise typer.Exit(EXIT_OK)
 
@@ -132,6 +145,7 @@ def vpgen_cmd(
     limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N prompts"),
     fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
+    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
 ) -> None:
     """VPGen: objects -> layout -> image for each prompt, then VPEval on the result (offline: on the layout)."""
@@ -142,7 +156,8 @@ def vpgen_cmd(
         from vistrace.programs.families.vpeval_planner import VPEvalPlanner
 
         planner = VPEvalPlanner(llm)
-    _run(vpgen_set(prompts, generator=generator, planner=planner), out, limit, fresh, retry_errors, quiet)
+    _run(vpgen_set(prompts, generator=generator, planner=planner, registry=_registry(experts)), out, limit, fresh,
+         retry_errors, quiet)
     raise typer.Exit(EXIT_OK)
 
 

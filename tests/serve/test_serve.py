@@ -223,3 +223,56 @@ def test_cli_run_with_experts_url(server, tmp_path, monkeypatch):
 def test_bad_experts_url_is_rejected():
     with pytest.raises(InputError, match="http"):
         RemoteTools("gpu-box:8765")
+
+
+def test_cli_eval_with_experts_url(server, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from vistrace.cli import app
+
+    monkeypatch.setenv("VISTRACE_EXPERTS_TOKEN", TOKEN)
+    prompts = tmp_path / "dogs.json"
+    prompts.write_text(json.dumps([{"id": "dogs", "prompt": "an image of ten dogs", "image": "dogs.jpg"}]))
+    res = CliRunner().invoke(app, ["eval", "vpeval", "--prompts", str(prompts), "--images",
+                                   str(shared("vpeval/examples/dogs.jpg").parent), "--out", str(tmp_path / "out"),
+                                   "--experts", server.url, "-q"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["metrics"]["score"] == 0.5
+    trace = json.loads((tmp_path / "out" / "items" / "dogs" / "trace" / "trace.json").read_text())
+    assert trace["steps"][0]["backend"].startswith("remote:")
+
+
+def test_the_serve_command_starts_and_answers(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    from tests.serve.conftest import _free_port
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "vistrace", "serve", "--port", str(port), "--tools", "detect",
+                             "--tools", "ocr"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).json()
+                break
+            except httpx.HTTPError:
+                assert proc.poll() is None, proc.stderr.read().decode()
+                assert time.monotonic() < deadline, "vistrace serve did not start"
+                time.sleep(0.2)
+        assert health["ok"] and health["tools"] == 2
+        assert [t["name"] for t in RemoteTools(f"http://127.0.0.1:{port}").tools()] == ["detect", "ocr"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_the_serve_command_refuses_a_public_address_without_a_token():
+    from typer.testing import CliRunner
+
+    from vistrace.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
+    assert res.exit_code == 2 and "needs a token" in res.output

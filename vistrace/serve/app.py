@@ -16,6 +16,7 @@ large; 400 corrupt image or payload; 422 invalid arguments (ToolArgumentError na
 
 import asyncio
 import io
+import logging
 import secrets
 import threading
 import time
@@ -26,6 +27,9 @@ from typing import Any
 from vistrace.errors import BackendUnavailable, InputError, ToolArgumentError, VistraceError
 
 from .wire import WireError, is_image, pack, sha256, unpack
+
+
+log = logging.getLogger("vistrace.serve")
 
 
 @dataclass(frozen=True)
@@ -133,8 +137,11 @@ class _HTTPError(Exception):
 
 
 def create_app(registry=None, *, token: str | None = None, tools: list[str] | None = None,
-               limits: ServeLimits | None = None, cache: Any = True):
-    """The FastAPI app serving ``registry`` (default: every built-in tool and installed backend)."""
+               limits: ServeLimits | None = None, cache: Any = True, batching=None):
+    """The FastAPI app serving ``registry`` (default: every built-in tool and installed backend).
+
+    ``batching``: a :class:`~vistrace.serve.batching.BatchConfig` to group concurrent requests of
+    backends that can run batches (None: one request per backend call)."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse, Response
@@ -153,6 +160,10 @@ def create_app(registry=None, *, token: str | None = None, tools: list[str] | No
     allowed = set(tools) if tools else None
     store = BlobStore(limits.store_bytes)
     metrics = Metrics()
+    if batching is not None:
+        from .batching import batched_registry
+
+        reg = batched_registry(reg, batching, lambda name, n: metrics.batch_size.labels(name).observe(n))
     inflight = {"n": 0}
     lock = threading.Lock()
     app = FastAPI(title="vistrace expert server", version=__version__,
@@ -252,6 +263,10 @@ def create_app(registry=None, *, token: str | None = None, tools: list[str] | No
             except VistraceError as exc:
                 status = str(_status_for(exc))
                 return JSONResponse(error_body(exc), status_code=int(status))
+            except Exception as exc:  # noqa: BLE001 - a backend's own failure: JSON 500 naming it, server keeps going
+                log.exception("tool %s failed", t.name)
+                status = "500"
+                return JSONResponse(error_body(exc), status_code=500)
             if info.get("cache_hit"):
                 metrics.cache_hits.labels(t.name).inc()
             payload, _ = pack(value, inline=True)

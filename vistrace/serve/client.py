@@ -151,16 +151,12 @@ class RemoteTools:
 
     def registry(self, base=None):
         """A registry whose expert tools the server offers run there (see the module docstring)."""
-        from vistrace.tools import Registry, default_registry
+        from vistrace.tools import default_registry
 
         local = base if base is not None else default_registry()
         offered = {t["name"] for t in self.tools() if t.get("expert")}
-        reg = Registry()
-        for t in local.tools():
-            reg.add(RemoteTool(t, self) if t.expert and t.name in offered else t)
-        for name, alias in local._aliases.items():
-            reg.alias(name, alias.tool, renames=alias.renames, presets=alias.presets, style=alias.style, doc=alias.doc)
-        return reg
+        # the aliases (objDet, LOC ...) resolve to the remote tools too
+        return local.derived(lambda t: RemoteTool(t, self) if t.expert and t.name in offered else t)
 
 
 class RemoteTool(Tool):
