@@ -35,14 +35,20 @@ def _command() -> str:
     return "vistrace " + shlex.join(sys.argv[1:])
 
 
-def _run(evalset, out: Path, limit: Optional[int], fresh: bool, retry_errors: bool, quiet: bool) -> None:
+def _run(builder, kwargs: dict, out: Path, limit: Optional[int], fresh: bool, retry_errors: bool, quiet: bool,
+         workers: int = 1) -> None:
+    """Build the set (``builder(**kwargs)``, again in each worker process) and evaluate it."""
+    import functools
+
     from rich.table import Table
 
     from .evaluate import run_eval
 
     console = _console()
+    evalset = builder(**kwargs)
     summary = run_eval(evalset, out, command=_command(), limit=limit, fresh=fresh, retry_errors=retry_errors,
-                       progress=not quiet)
+                       progress=not quiet, workers=workers,
+                       factory=functools.partial(builder, **kwargs) if workers > 1 else None)
     table = Table(title=f"{summary.set}: {summary.items} items, {summary.errors} errors, "
                         f"{summary.resumed} kept from an earlier run")
     table.add_column("metric")
@@ -51,6 +57,53 @@ def _run(evalset, out: Path, limit: Optional[int], fresh: bool, retry_errors: bo
         table.add_row(name, f"{value:.3f}" if isinstance(value, float) else str(value))
     console.print(table)
     console.print(f"summary: {out / 'summary.json'}\nreport:  {out / 'report.html'}", markup=False)
+
+
+# the sets, built from plain arguments (picklable, so worker processes can build them too) -----------
+
+def build_vpeval(prompts: Optional[str], images: str, judge: str, vqa: bool, llm: Optional[str],
+                 experts: Optional[str]):
+    from vistrace.programs.families.vpeval import VPEvalSet
+    from vistrace.programs.families.vpeval_programs import load_tasks, tasks_from_image_names
+
+    if prompts is None and not Path(images).is_dir():
+        from .errors import InputError
+
+        raise InputError(f"--images {images}: no such folder")
+    tasks = load_tasks(prompts) if prompts is not None else tasks_from_image_names(Path(images))
+    return VPEvalSet(tasks, images, judge=judge, vqa=vqa, planner=_planner(llm), source=str(prompts or images),
+                     registry=_registry(experts))
+
+
+def build_geneval(metadata: Optional[str], images: str, threshold: float, counting_threshold: float, vqa: bool,
+                  experts: Optional[str]):
+    from vistrace.programs.families.geneval import GenEvalSet
+
+    return GenEvalSet(metadata, images, threshold=threshold, counting_threshold=counting_threshold, vqa=vqa,
+                      registry=_registry(experts))
+
+
+def build_vpgen(prompts: str, generator: str, llm: Optional[str], experts: Optional[str]):
+    from vistrace.programs.families.vpgen import vpgen_set
+
+    return vpgen_set(prompts, generator=generator, planner=_planner(llm), registry=_registry(experts))
+
+
+def build_textcot(set_name: str, data: str, llm: Optional[str], baseline: bool, fields: Optional[list[str]]):
+    from vistrace.programs.families.textcot import textcot_set
+
+    return textcot_set(set_name, Path(data), llm=llm, baseline=baseline, fields=fields)
+
+
+def _planner(llm: Optional[str]):
+    if llm is None:
+        return None
+    from vistrace.programs.families.vpeval_planner import VPEvalPlanner
+
+    return VPEvalPlanner(llm)
+
+
+WORKERS_HELP = "evaluate items in N processes (each loads its own models)"
 
 
 def _guard(fn):
@@ -87,22 +140,11 @@ def vpeval_cmd(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
 ) -> None:
     """VPEval: skill programs from annotations (or planned from prompts), a score and a sentence per module."""
-    from vistrace.programs.families.vpeval import VPEvalSet
-    from vistrace.programs.families.vpeval_programs import load_tasks, tasks_from_image_names
-
-    if prompts is None and not images.is_dir():
-        _fail(f"--images {images}: no such folder", EXIT_REJECTED)
-    tasks = load_tasks(prompts) if prompts is not None else tasks_from_image_names(images)
-    planner = None
-    if llm is not None:
-        from vistrace.programs.families.vpeval_planner import VPEvalPlanner
-
-        planner = VPEvalPlanner(llm)
-    evalset = VPEvalSet(tasks, images, judge=judge, vqa=vqa, planner=planner, source=str(prompts or images),
-                        registry=_registry(experts))
-    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    _run(build_vpeval, {"prompts": str(prompts) if prompts else None, "images": str(images), "judge": judge,
+                        "vqa": vqa, "llm": llm, "experts": experts}, out, limit, fresh, retry_errors, quiet, workers)
     raise typer.Exit(EXIT_OK)
 
 
@@ -123,13 +165,12 @@ def geneval_cmd(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
 ) -> None:
     """GenEval: object, count, colour and position clauses from metadata; an image is correct when all hold."""
-    from vistrace.programs.families.geneval import GenEvalSet
-
-    evalset = GenEvalSet(metadata, images, threshold=threshold, counting_threshold=counting_threshold, vqa=vqa,
-                         registry=_registry(experts))
-    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    _run(build_geneval, {"metadata": str(metadata) if metadata else None, "images": str(images),
+                         "threshold": threshold, "counting_threshold": counting_threshold, "vqa": vqa,
+                         "experts": experts}, out, limit, fresh, retry_errors, quiet, workers)
     raise typer.Exit(EXIT_OK)
 
 
@@ -147,17 +188,11 @@ def vpgen_cmd(
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
 ) -> None:
     """VPGen: objects -> layout -> image for each prompt, then VPEval on the result (offline: on the layout)."""
-    from vistrace.programs.families.vpgen import vpgen_set
-
-    planner = None
-    if llm is not None:
-        from vistrace.programs.families.vpeval_planner import VPEvalPlanner
-
-        planner = VPEvalPlanner(llm)
-    _run(vpgen_set(prompts, generator=generator, planner=planner, registry=_registry(experts)), out, limit, fresh,
-         retry_errors, quiet)
+    _run(build_vpgen, {"prompts": str(prompts), "generator": generator, "llm": llm, "experts": experts}, out, limit,
+         fresh, retry_errors, quiet, workers)
     raise typer.Exit(EXIT_OK)
 
 
@@ -175,12 +210,11 @@ def textcot_cmd(
     fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
     retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
+    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
 ) -> None:
     """TextCoT: overview, coarse localization, zoom, answer — beside a no-zoom baseline, accuracy and latency."""
-    from vistrace.programs.families.textcot import textcot_set
-
-    evalset = textcot_set(set_name, data, llm=llm, baseline=baseline, fields=field or None)
-    _run(evalset, out, limit, fresh, retry_errors, quiet)
+    _run(build_textcot, {"set_name": set_name, "data": str(data), "llm": llm, "baseline": baseline,
+                         "fields": list(field) or None}, out, limit, fresh, retry_errors, quiet, workers)
     raise typer.Exit(EXIT_OK)
 
 

@@ -248,3 +248,30 @@ def test_an_item_that_raises_a_bug_is_recorded_and_the_evaluation_goes_on(tmp_pa
     summary = run_eval(Flaky(), tmp_path / "out", progress=False)
     assert summary.errors == 1 and summary.metrics["score"] == 0.5
     assert "KeyError" in (tmp_path / "out" / "items" / "a" / "error.txt").read_text()
+
+
+# worker processes ------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_worker_processes_give_the_same_results(tmp_path):
+    import functools
+
+    from vistrace.cli_eval import build_vpeval
+
+    kwargs = {"prompts": None, "images": str(shared("t2i_compbench/samples")), "judge": "vpeval", "vqa": False,
+              "llm": None, "experts": None}
+    one = run_eval(build_vpeval(**kwargs), tmp_path / "one", progress=False)
+    two = run_eval(build_vpeval(**kwargs), tmp_path / "two", progress=False, workers=2,
+                   factory=functools.partial(build_vpeval, **kwargs))
+    assert two.metrics == one.metrics and two.items == one.items == 4
+    for f in (tmp_path / "one" / "items").glob("*/result.json"):
+        mine = json.loads(f.read_text())
+        theirs = json.loads((tmp_path / "two" / "items" / f.parent.name / "result.json").read_text())
+        assert [m["passed"] for m in mine["modules"]] == [m["passed"] for m in theirs["modules"]]
+
+
+def test_workers_need_a_factory(tmp_path):
+    with pytest.raises(InputError, match="needs a factory"):
+        run_eval(VPEvalSet([Task("a", "a cat")], tmp_path), tmp_path / "out", progress=False, workers=2)
+    with pytest.raises(InputError, match="at least 1"):
+        run_eval(VPEvalSet([Task("a", "a cat")], tmp_path), tmp_path / "out", progress=False, workers=0)

@@ -70,17 +70,24 @@ def _evaluate(evalset: EvalSet, item: EvalItem, folder: Path) -> ItemResult:
 
 def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_errors: bool = False,
              limit: int | None = None, fresh: bool = False,
-             on_item: Callable[[ItemResult, bool], None] | None = None, progress: bool = True) -> Summary:
+             on_item: Callable[[ItemResult, bool], None] | None = None, progress: bool = True,
+             workers: int = 1, factory: Callable[[], EvalSet] | None = None) -> Summary:
     """Evaluate every item of ``evalset`` into ``out``; write summary.json and report.html.
 
     ``limit`` evaluates only the first N items; ``fresh`` deletes earlier item results first.
-    ``on_item(result, resumed)`` is called after each item.
+    ``on_item(result, resumed)`` is called after each item. ``workers`` > 1 spreads the items over
+    that many processes; each builds its own set with ``factory`` (a picklable callable, e.g. a
+    ``functools.partial`` of a module-level function) — models are loaded once per process.
     """
     from .report import write_report
 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} is a file", hint="give a folder for the results")
+    if workers < 1:
+        raise InputError(f"--workers must be at least 1, got {workers}")
+    if workers > 1 and factory is None:
+        raise InputError("workers > 1 needs a factory that builds the evaluation set in each worker process")
     items = evalset.items()
     if limit is not None:
         items = items[:max(0, limit)]
@@ -95,32 +102,76 @@ def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_erro
         shutil.rmtree(items_dir)
     items_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results: list[ItemResult] = []
+    done: dict[str, ItemResult] = {}
+    pending: list[tuple[EvalItem, Path]] = []
     resumed = 0
     with _progress(progress, evalset.name, len(items)) as advance:
         for item in items:
             folder = items_dir / slug(item.id)
             saved = _load(folder / RESULT_FILE) if (folder / RESULT_FILE).exists() else None
             if saved is not None and saved.id == item.id and not (retry_errors and saved.error):
-                result, was_resumed = saved, True
+                done[item.id] = saved
                 resumed += 1
+                if on_item is not None:
+                    on_item(saved, True)
+                advance(item.id)
             else:
                 if folder.exists():
                     shutil.rmtree(folder)
                 folder.mkdir(parents=True)
-                result, was_resumed = _evaluate(evalset, item, folder), False
-                result.folder = f"{ITEMS_DIR}/{folder.name}"
-                (folder / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1, default=str), encoding="utf-8")
-            results.append(result)
+                pending.append((item, folder))
+
+        def finished(item: EvalItem, folder: Path, result: ItemResult) -> None:
+            result.folder = f"{ITEMS_DIR}/{folder.name}"
+            (folder / RESULT_FILE).write_text(json.dumps(result.to_json(), indent=1, default=str), encoding="utf-8")
+            done[item.id] = result
             if on_item is not None:
-                on_item(result, was_resumed)
+                on_item(result, False)
             advance(item.id)
+
+        if workers > 1 and len(pending) > 1:
+            _in_processes(pending, workers, factory, finished)
+        else:
+            for item, folder in pending:
+                finished(item, folder, _evaluate(evalset, item, folder))
+    results = [done[i] for i in ids]
     summary = Summary(set=evalset.name, items=len(results), metrics=evalset.metrics(results),
                       errors=sum(1 for r in results if r.error), command=command, config=evalset.config(),
                       resumed=resumed, seconds=time.perf_counter() - t0)
     (out / SUMMARY_FILE).write_text(json.dumps(summary.to_json(), indent=2), encoding="utf-8")
     write_report(out, summary, results)
     return summary
+
+
+_WORKER_SET: EvalSet | None = None
+
+
+def _worker_init(factory: Callable[[], EvalSet]) -> None:
+    global _WORKER_SET
+    _WORKER_SET = factory()
+
+
+def _worker_evaluate(item: EvalItem, folder: str) -> ItemResult:
+    assert _WORKER_SET is not None, "worker not initialised"
+    return _evaluate(_WORKER_SET, item, Path(folder))
+
+
+def _in_processes(pending, workers: int, factory, finished) -> None:
+    """Evaluate ``pending`` items in ``workers`` spawned processes (spawn: no forked model threads)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=min(workers, len(pending)), mp_context=ctx, initializer=_worker_init,
+                             initargs=(factory,)) as pool:
+        futures = {pool.submit(_worker_evaluate, item, str(folder)): (item, folder) for item, folder in pending}
+        for fut in as_completed(futures):
+            item, folder = futures[fut]
+            try:
+                result = fut.result()
+            except Exception as exc:  # noqa: BLE001 - a worker that died: the item is an error, the rest go on
+                result = ItemResult(item.id, score=0.0, error=f"worker failed: {type(exc).__name__}: {exc}")
+            finished(item, folder, result)
 
 
 class _progress:
