@@ -10,7 +10,7 @@ from __future__ import annotations
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 
@@ -105,6 +105,14 @@ def _planner(llm: Optional[str]):
 
 WORKERS_HELP = "evaluate items in N processes (each loads its own models)"
 
+# the options every `vistrace eval` command has
+LimitOpt = Annotated[Optional[int], typer.Option("--limit", help="evaluate only the first N items")]
+FreshOpt = Annotated[bool, typer.Option("--fresh", help="discard earlier item results in --out")]
+RetryOpt = Annotated[bool, typer.Option("--retry-errors", help="re-run items that ended in an error")]
+ExpertsOpt = Annotated[Optional[str], typer.Option("--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP)]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
+WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=64, help=WORKERS_HELP)]
+
 
 def _guard(fn):
     """Bad inputs (InputError) end the command with exit code 2 and the message, not a traceback."""
@@ -135,12 +143,12 @@ def vpeval_cmd(
     vqa: bool = typer.Option(False, "--vqa/--no-vqa", help="run the vqa modules (needs an ask backend)"),
     llm: Optional[str] = typer.Option(None, "--llm", help="let this LLM write programs for prompts no template fits "
                                                           "(local, local:qwen-1.5b, openai:URL#MODEL)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
-    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
-    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
+    limit: LimitOpt = None,
+    fresh: FreshOpt = False,
+    retry_errors: RetryOpt = False,
+    experts: ExpertsOpt = None,
+    quiet: QuietOpt = False,
+    workers: WorkersOpt = 1,
 ) -> None:
     """VPEval: skill programs from annotations (or planned from prompts), a score and a sentence per module."""
     _run(build_vpeval, {"prompts": str(prompts) if prompts else None, "images": str(images), "judge": judge,
@@ -160,12 +168,12 @@ def geneval_cmd(
     counting_threshold: float = typer.Option(0.0, "--counting-threshold",
                                              help="confidence for counting prompts (GenEval publishes 0.9)"),
     vqa: bool = typer.Option(False, "--vqa/--no-vqa", help="check colours with the ask tool (needs a backend)"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N images"),
-    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
-    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
+    limit: LimitOpt = None,
+    fresh: FreshOpt = False,
+    retry_errors: RetryOpt = False,
+    experts: ExpertsOpt = None,
+    quiet: QuietOpt = False,
+    workers: WorkersOpt = 1,
 ) -> None:
     """GenEval: object, count, colour and position clauses from metadata; an image is correct when all hold."""
     _run(build_geneval, {"metadata": str(metadata) if metadata else None, "images": str(images),
@@ -183,12 +191,12 @@ def vpgen_cmd(
     generator: str = typer.Option("auto", "--generator", help="gligen (diffusers GLIGEN weights you bring), sketch "
                                                               "(judge the layout itself) or auto"),
     llm: Optional[str] = typer.Option(None, "--llm", help="LLM for VPEval programs no template fits"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N prompts"),
-    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
-    experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
+    limit: LimitOpt = None,
+    fresh: FreshOpt = False,
+    retry_errors: RetryOpt = False,
+    experts: ExpertsOpt = None,
+    quiet: QuietOpt = False,
+    workers: WorkersOpt = 1,
 ) -> None:
     """VPGen: objects -> layout -> image for each prompt, then VPEval on the result (offline: on the layout)."""
     _run(build_vpgen, {"prompts": str(prompts), "generator": generator, "llm": llm, "experts": experts}, out, limit,
@@ -206,11 +214,11 @@ def textcot_cmd(
     baseline: bool = typer.Option(True, "--baseline/--no-baseline", help="also answer without zooming (full-image "
                                                                          "OCR + LLM)"),
     field: list[str] = typer.Option([], "--field", help="only these key fields (repeat): total, date, company"),
-    limit: Optional[int] = typer.Option(None, "--limit", help="evaluate only the first N items"),
-    fresh: bool = typer.Option(False, "--fresh", help="discard earlier item results in --out"),
-    retry_errors: bool = typer.Option(False, "--retry-errors", help="re-run items that ended in an error"),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bar"),
-    workers: int = typer.Option(1, "--workers", min=1, max=64, help=WORKERS_HELP),
+    limit: LimitOpt = None,
+    fresh: FreshOpt = False,
+    retry_errors: RetryOpt = False,
+    quiet: QuietOpt = False,
+    workers: WorkersOpt = 1,
 ) -> None:
     """TextCoT: overview, coarse localization, zoom, answer — beside a no-zoom baseline, accuracy and latency."""
     _run(build_textcot, {"set_name": set_name, "data": str(data), "llm": llm, "baseline": baseline,

@@ -39,13 +39,9 @@ from vistrace.evaluate import EvalItem, ItemResult, mean
 
 from .prompt_rules import COLORS
 from .vpeval import VPEvalSet
-from .vpeval_programs import IMAGE_SUFFIXES, Task
+from .vpeval_programs import IMAGE_SUFFIXES, Task, quote
 
 _POSITION_WORDS = {"left of": "left", "right of": "right", "above": "above", "below": "below"}
-
-
-def _q(text: str) -> str:
-    return "'" + str(text).replace("'", "") + "'"
 
 
 def geneval_program(meta: dict, threshold: float = 0.0, counting_threshold: float = 0.0) -> str:
@@ -60,18 +56,18 @@ def geneval_program(meta: dict, threshold: float = 0.0, counting_threshold: floa
     modules = []
     for req in includes:
         cls, count = str(req["class"]), int(req.get("count", 1))
-        modules.append(f"countEval(objDet(image, {_q(cls)}{th}), '>={count}')")
+        modules.append(f"countEval(objDet(image, {quote(cls)}{th}), '>={count}')")
         if "color" in req:
-            modules.append(f"vqa(image, {_q(f'what color is the {cls}?')}, {_q(','.join(COLORS))}, {_q(req['color'])})")
+            modules.append(f"vqa(image, {quote(f'what color is the {cls}?')}, {quote(','.join(COLORS))}, {quote(req['color'])})")
         if "position" in req:
             rel, index = req["position"]
             if rel not in _POSITION_WORDS or not 0 <= int(index) < len(includes):
                 raise InputError(f"GenEval position {req['position']!r} of {meta.get('prompt')!r}: expected "
                                  f"[one of {', '.join(_POSITION_WORDS)}, an include index]")
             target = str(includes[int(index)]["class"])
-            modules.append(f"spatialEval(image, {_q(f'{target},{cls},{_POSITION_WORDS[rel]}')}, judge='geneval')")
+            modules.append(f"spatialEval(image, {quote(f'{target},{cls},{_POSITION_WORDS[rel]}')}, judge='geneval')")
     for req in meta.get("exclude", []):
-        modules.append(f"countEval(objDet(image, {_q(req['class'])}{th}), '<{int(req['count'])}')")
+        modules.append(f"countEval(objDet(image, {quote(req['class'])}{th}), '<{int(req['count'])}')")
     if not modules:
         raise InputError(f"GenEval entry {meta.get('prompt')!r} has no include or exclude clause")
     return ";".join(modules)

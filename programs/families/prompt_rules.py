@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .vpeval_programs import quote
+
 # GenEval's ten colours (djghosh13/geneval evaluation/evaluate_images.py, COLORS)
 COLORS = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 _MORE_COLORS = ("gray", "grey", "silver", "gold", "golden")
@@ -76,11 +78,6 @@ def singular(noun: str) -> str:
     return " ".join(words[:-1] + [last])
 
 
-def _quote(text: str) -> str:
-    """A program string literal for ``text`` (apostrophes would end VPEval's '...' strings: dropped)."""
-    return "'" + text.replace("\\", " ").replace("'", "").strip() + "'"
-
-
 def _clean(text: str) -> str:
     text = text.strip().strip(".").strip()
     text = _AUX.sub("", text)
@@ -112,12 +109,12 @@ def _object_checks(phrase: str) -> tuple[list[str], str]:
     number, text = _count_part(text)
     color, name = _split_color(text)
     name = singular(name)
-    modules = [f"objectEval(image, {_quote(name)})"]
+    modules = [f"objectEval(image, {quote(name)})"]
     if color:
-        modules.append(f"vqa(image, {_quote(f'what color is the {name}?')}, {_quote(','.join(COLORS))}, "
-                       f"{_quote(color)})")
+        modules.append(f"vqa(image, {quote(f'what color is the {name}?')}, {quote(','.join(COLORS))}, "
+                       f"{quote(color)})")
     if explicit and number is not None:
-        modules.append(f"countEval(objDet(image, {_quote(name)}), '=={number}')")
+        modules.append(f"countEval(objDet(image, {quote(name)}), '=={number}')")
     return modules, name
 
 
@@ -145,7 +142,7 @@ def rules_program(prompt: str) -> RulePlan | None:
     quoted = _QUOTED.search(text) or re.search(r"""["'\u201c\u2018]([^"'\u201c\u201d\u2018\u2019]+)["'\u201d\u2019]""", text)
     if quoted and quoted.group(1).strip():
         words = str(prompt)[quoted.start(1):quoted.end(1)] if _QUOTED.search(text) else quoted.group(1)
-        return RulePlan(f"textEval(ocr(image), {_quote(words.strip())})", "text", ())
+        return RulePlan(f"textEval(ocr(image), {quote(words.strip())})", "text", ())
     text = _FRAMES.sub("", text)
     for phrases, module, skill in ((SCALE_PHRASES, "scaleEval", "scale"), (SPATIAL_PHRASES, "spatialEval", "spatial")):
         found = _relation(text, phrases)
@@ -155,7 +152,7 @@ def rules_program(prompt: str) -> RulePlan | None:
             ref_mods, ref = _object_checks(ref_phrase)
             if not _is_object(subj) or not _is_object(ref):
                 return None  # clauses, not two objects: no template fits
-            program = ";".join(subj_mods + ref_mods + [f"{module}(image, {_quote(f'{ref},{subj},{rel}')})"])
+            program = ";".join(subj_mods + ref_mods + [f"{module}(image, {quote(f'{ref},{subj},{rel}')})"])
             return RulePlan(program, skill, (subj, ref), sub=rel)
     parts = [p.strip() for p in re.split(r",\s*(?:and\s+)?|\s+and\s+", text) if p.strip()]
     modules: list[str] = []

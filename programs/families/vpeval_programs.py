@@ -45,8 +45,10 @@ class Task:
     planner: str = "given"    # where the program came from: given | vpeval-skill | rules | llm
 
 
-def _quote(text: str) -> str:
-    return "'" + str(text).replace("'", "").replace("\\", " ") + "'"
+def quote(text: str) -> str:
+    """A VPEval program string literal for ``text``: apostrophes (which would end VPEval's '...'
+    strings) and backslashes dropped, outer spaces trimmed."""
+    return "'" + str(text).replace("\\", " ").replace("'", "").strip() + "'"
 
 
 def skill_task(entry: dict) -> Task:
@@ -59,18 +61,18 @@ def skill_task(entry: dict) -> Task:
     labels = [str(o["coconame"]) for o in objects]
     sub = None
     if skill == "object" and labels:
-        program = f"objectEval(image, {_quote(labels[0])})"
+        program = f"objectEval(image, {quote(labels[0])})"
     elif skill == "count" and labels:
-        program = f"countEval(objDet(image, {_quote(labels[0])}), '=={len(labels)}')"
+        program = f"countEval(objDet(image, {quote(labels[0])}), '=={len(labels)}')"
         sub = str(len(labels))
     elif skill == "spatial" and len(labels) >= 2 and objects[-1].get("relation"):
         sub = str(objects[-1]["relation"]).split("_")[0]
-        program = f"spatialEval(image, {_quote(f'{labels[0]},{labels[1]},{sub}')})"
+        program = f"spatialEval(image, {quote(f'{labels[0]},{labels[1]},{sub}')})"
     elif skill == "scale" and len(labels) >= 2 and objects[-1].get("scale"):
         sub = str(objects[-1]["scale"])
-        program = f"scaleEval(image, {_quote(f'{labels[0]},{labels[1]},{sub}')})"
+        program = f"scaleEval(image, {quote(f'{labels[0]},{labels[1]},{sub}')})"
     elif skill == "text" and prompt.count("'") >= 2:
-        program = f"textEval(ocr(image), {_quote(prompt.split(chr(39))[1])})"
+        program = f"textEval(ocr(image), {quote(prompt.split(chr(39))[1])})"
     else:
         raise InputError(f"VPEval skill-based entry {item_id!r}: cannot build a {skill!r} program from "
                          f"{len(labels)} objects and text {prompt!r}",
@@ -210,7 +212,7 @@ def with_judge(source: str, judge: str) -> str:
     for s in stmts:
         text = s.source
         if s.module == "spatialEval" and "judge=" not in text and text.rstrip().endswith(")"):
-            text = text.rstrip()[:-1].rstrip() + f", judge={_quote(judge)})"
+            text = text.rstrip()[:-1].rstrip() + f", judge={quote(judge)})"
         parts.append(text)
     return _separator(source).join(parts)
 

@@ -77,10 +77,19 @@ def layout_checkable(program: str) -> tuple[str, list]:
     for s in statements(program):
         ok = s.module in LAYOUT_MODULES
         if ok and s.module == "spatialEval":
-            rel = s.source.rsplit(",", 1)[-1] if "," in s.source else ""
-            ok = vpeval_spatial_keyword(rel) in LAYOUT_RELATIONS
+            ok = vpeval_spatial_keyword(_relation_of(s.source)) in LAYOUT_RELATIONS
         (kept if ok else skipped).append(s)
     return ";".join(s.source for s in kept), skipped
+
+
+def _relation_of(call_source: str) -> str:
+    """The relation of a ``spatialEval(image, 'A,B,relation', ...)`` call ('' when it has none)."""
+    import ast
+
+    call = ast.parse(call_source, mode="eval").body
+    arg = call.args[1] if isinstance(call, ast.Call) and len(call.args) > 1 else None
+    text = arg.value if isinstance(arg, ast.Constant) and isinstance(arg.value, str) else ""
+    return text.rsplit(",", 1)[-1] if text.count(",") == 2 else ""
 
 
 def generator_available(registry=None) -> bool:

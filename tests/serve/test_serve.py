@@ -276,3 +276,39 @@ def test_the_serve_command_refuses_a_public_address_without_a_token():
 
     res = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"])
     assert res.exit_code == 2 and "needs a token" in res.output
+
+
+def test_a_small_inline_image_declaring_huge_dimensions_is_413():
+    import base64
+    import io
+    import zlib
+
+    from PIL import Image as PILImage
+
+    # a tiny PNG whose header says 20000 x 20000 (a decompression bomb), sent inline
+    buf = io.BytesIO()
+    PILImage.new("1", (20000, 20000)).save(buf, format="PNG", optimize=True)
+    data = buf.getvalue()
+    assert len(data) < 100_000 and zlib  # small on the wire
+    app = create_app(token=None, cache=False, limits=ServeLimits(max_pixels=1_000_000))
+    body = {"args": {"tree": {"$dict": [["image", {"$value": {"type": "Image", "png": "b0.png", "source": "",
+                                                               "offset": [0, 0], "scale": [1, 1],
+                                                               "root_size": [20000, 20000]}}], ["query", "cat"]]},
+                     "blobs": {"b0.png": {"b64": base64.b64encode(data).decode()}}}}
+    with live(app) as s:
+        r = httpx.post(f"{s.url}/v1/tools/detect", json=body)
+        assert r.status_code == 413 and r.json()["error"]["type"] == "ImageTooLarge"
+
+
+def test_the_client_uploads_again_after_a_server_restart(coco):
+    app1 = create_app(token=None, cache=False)
+    with live(app1) as s:
+        client = RemoteTools(s.url)
+        client.call("detect", {"image": coco, "query": "cat"})
+        url = s.url
+    # a new server on another port knows none of the uploads; point the client at it
+    with live(create_app(token=None, cache=False)) as s2:
+        client.url = s2.url
+        client.close()
+        value, _ = client.call("detect", {"image": coco, "query": "cat"})
+        assert len(value) == 2 and url != s2.url

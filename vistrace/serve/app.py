@@ -24,7 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from vistrace.errors import BackendUnavailable, InputError, ToolArgumentError, VistraceError
+from vistrace.errors import BackendUnavailable, InputError, ToolError, VistraceError
 
 from .wire import WireError, is_image, pack, sha256, unpack
 
@@ -103,13 +103,13 @@ def error_body(exc: BaseException) -> dict[str, Any]:
 
 
 def _status_for(exc: VistraceError) -> int:
-    if isinstance(exc, ToolArgumentError):
-        return 422
     if isinstance(exc, BackendUnavailable):
         return 424
+    if isinstance(exc, ToolError):  # ToolArgumentError included: the tool refused these inputs
+        return 422
     if isinstance(exc, (WireError, InputError)):
         return 400
-    return 422 if type(exc).__name__ in ("ToolError",) else 500
+    return 500
 
 
 def check_image(data: bytes, limits: ServeLimits) -> tuple[int, int]:
@@ -125,6 +125,8 @@ def check_image(data: bytes, limits: ServeLimits) -> tuple[int, int]:
             im.verify()
     except _HTTPError:
         raise
+    except PILImage.DecompressionBombError as exc:  # PIL refuses to even open it: far beyond any limit
+        raise _HTTPError(413, "ImageTooLarge", f"{exc}; the limit is {limits.max_pixels} pixels") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise _HTTPError(400, "CorruptImage", f"the upload is not a readable PNG/JPEG/WebP image: {exc}") from exc
     return w, h
@@ -246,10 +248,9 @@ def create_app(registry=None, *, token: str | None = None, tools: list[str] | No
                 import json
 
                 body = json.loads(data or b"{}")
-                args = unpack(body.get("args", {"tree": {"$dict": []}, "blobs": {}}), store, what="args")
-                for ref in (body.get("args") or {}).get("blobs", {}).values():
-                    if isinstance(ref, dict) and "sha256" in ref:
-                        check_image(store.get(ref["sha256"]) or b"", limits)
+                # referenced images were checked (decodable, within the pixel limit) when uploaded
+                args = unpack(body.get("args", {"tree": {"$dict": []}, "blobs": {}}), store, what="args",
+                              check_inline=lambda data: check_image(data, limits))
                 if not isinstance(args, dict):
                     raise WireError("args: expected an object of argument names to values")
             except (ValueError, AttributeError) as exc:

@@ -47,6 +47,13 @@ def _raise_remote(status: int, body: Any, url: str) -> None:
     raise RemoteError(f"expert server {url} answered HTTP {status} ({kind}): {message}", hint=hint)
 
 
+def _error_type(resp) -> str:
+    try:
+        return str(resp.json()["error"]["type"])
+    except (ValueError, KeyError, TypeError):
+        return ""
+
+
 class RemoteTools:
     """A client of one expert server."""
 
@@ -122,23 +129,23 @@ class RemoteTools:
                                         headers={"Content-Type": "application/octet-stream"}))
         return body["sha256"]
 
-    def call(self, name: str, args: dict[str, Any]) -> tuple[Any, dict[str, str]]:
-        """Run one tool on the server: (value, info about who answered, with the round trip)."""
+    def _payload(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The wire payload of ``args``, after uploading the images the server has not had from us."""
         payload, new = pack(args, self._uploaded)
         for h, data in new.items():
             self.upload(data)
             with self._lock:
                 self._uploaded.add(h)
+        return payload
+
+    def call(self, name: str, args: dict[str, Any]) -> tuple[Any, dict[str, str]]:
+        """Run one tool on the server: (value, info about who answered, with the round trip)."""
         t0 = time.perf_counter()
-        resp = self._request("POST", f"/v1/tools/{name}", json={"args": payload})
-        if resp.status_code == 400 and "was not uploaded" in resp.text:  # the server restarted: upload again
+        resp = self._request("POST", f"/v1/tools/{name}", json={"args": self._payload(args)})
+        if resp.status_code == 400 and _error_type(resp) == "MissingBlob":  # the server restarted: upload again
             with self._lock:
                 self._uploaded.clear()
-            payload, new = pack(args, self._uploaded)
-            for h, data in new.items():
-                self.upload(data)
-                self._uploaded.add(h)
-            resp = self._request("POST", f"/v1/tools/{name}", json={"args": payload})
+            resp = self._request("POST", f"/v1/tools/{name}", json={"args": self._payload(args)})
         body = self._json(resp)
         value = unpack(body["value"], what=f"the result of {name}")
         took = time.perf_counter() - t0

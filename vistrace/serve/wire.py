@@ -22,6 +22,10 @@ class WireError(InputError):
     """A request or response that does not follow the wire format (names the part and the problem)."""
 
 
+class MissingBlob(WireError):
+    """A payload refers to bytes the server does not hold (never uploaded, or dropped since): upload again."""
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -54,8 +58,11 @@ def pack(value: Any, uploaded: set[str] | None = None, *, inline: bool = False) 
     return {"tree": tree, "blobs": refs}, to_upload
 
 
-def unpack(payload: Any, store: Any = None, *, what: str = "payload") -> Any:
-    """The value of a payload; ``store[sha256] -> bytes`` resolves references (WireError when missing)."""
+def unpack(payload: Any, store: Any = None, *, what: str = "payload", check_inline=None) -> Any:
+    """The value of a payload; ``store[sha256] -> bytes`` resolves references (MissingBlob when missing).
+
+    ``check_inline(data)`` is called on every inline image blob before it is decoded (the server's
+    pixel limit; referenced images were checked when they were uploaded)."""
     from vistrace.values.codec import decode
 
     if not isinstance(payload, dict) or "tree" not in payload:
@@ -67,10 +74,12 @@ def unpack(payload: Any, store: Any = None, *, what: str = "payload") -> Any:
                 blobs[name] = base64.b64decode(ref["b64"], validate=True)
             except (ValueError, TypeError) as exc:
                 raise WireError(f"{what}: blob {name!r} is not valid base64") from exc
+            if check_inline is not None and is_image(blobs[name]):
+                check_inline(blobs[name])
         elif isinstance(ref, dict) and "sha256" in ref:
             data = store.get(ref["sha256"]) if store is not None else None
             if data is None:
-                raise WireError(f"{what}: blob {name!r} refers to sha256 {str(ref['sha256'])[:16]}… which was not "
+                raise MissingBlob(f"{what}: blob {name!r} refers to sha256 {str(ref['sha256'])[:16]}… which was not "
                                 "uploaded (POST /v1/images first)")
             blobs[name] = data
         else:
