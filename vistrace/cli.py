@@ -330,6 +330,10 @@ def serve(
                                                                         "that run batches"),
     max_batch: int = typer.Option(8, "--max-batch", help="requests per batch at most"),
     max_wait_ms: float = typer.Option(10.0, "--max-wait-ms", help="how long a batch waits for more requests"),
+    ray: bool = typer.Option(False, "--ray", help="run the expert backends as Ray Serve deployments (replicas and "
+                                                  "GPU fraction per backend from [serve.ray] in vistrace.toml)"),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="join this Ray cluster ('auto', "
+                                              "'ray://HOST:10001'); default: [serve.ray] address, else a local instance"),
 ) -> None:
     """Serve the tools over HTTP for remote programs, agents and evals (`--experts URL` on the client)."""
     from .errors import InputError
@@ -344,12 +348,29 @@ def serve(
 
     limits = ServeLimits(max_body_bytes=int(max_body_mb * 1024 * 1024), max_pixels=int(max_megapixels * 1e6),
                          timeout_s=timeout, max_inflight=max_inflight)
-    app_ = create_app(token=token, tools=tools or None, limits=limits,
-                      batching=BatchConfig(max_batch, max_wait_ms) if batching else None)
-    _console(stderr=True).print(f"vistrace serve on http://{host}:{port} ({len(tools) or 'all'} tools; "
-                                f"token {'required' if token else 'not required (loopback)'}; docs at /docs)",
-                                markup=False)
-    uvicorn.run(app_, host=host, port=port, log_level="warning")
+    cluster = None
+    if ray:
+        from .serve.ray_serve import RayCluster, RayConfig
+
+        try:
+            cluster = RayCluster(RayConfig.from_settings(ray_address))
+        except InputError as exc:
+            _fail(exc.message, EXIT_REJECTED, exc.hint)
+        _console(stderr=True).print("connecting to Ray and deploying the available expert backends ...", markup=False)
+    try:
+        try:
+            app_ = create_app(token=token, tools=tools or None, limits=limits,
+                              batching=BatchConfig(max_batch, max_wait_ms) if batching else None, ray=cluster)
+        except InputError as exc:
+            _fail(exc.message, EXIT_REJECTED, exc.hint)
+        where = f"; {len(cluster.apps)} Ray Serve deployments" if cluster is not None else ""
+        _console(stderr=True).print(f"vistrace serve on http://{host}:{port} ({len(tools) or 'all'} tools; "
+                                    f"token {'required' if token else 'not required (loopback)'}{where}; docs at /docs)",
+                                    markup=False)
+        uvicorn.run(app_, host=host, port=port, log_level="warning")
+    finally:
+        if cluster is not None:
+            cluster.shutdown()
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ def _command() -> str:
 
 
 def _run(builder, kwargs: dict, out: Path, limit: Optional[int], fresh: bool, retry_errors: bool, quiet: bool,
-         workers: int = 1) -> None:
+         workers: int = 1, ray: bool = False) -> None:
     """Build the set (``builder(**kwargs)``, again in each worker process) and evaluate it."""
     import functools
 
@@ -47,8 +47,8 @@ def _run(builder, kwargs: dict, out: Path, limit: Optional[int], fresh: bool, re
     console = _console()
     evalset = builder(**kwargs)
     summary = run_eval(evalset, out, command=_command(), limit=limit, fresh=fresh, retry_errors=retry_errors,
-                       progress=not quiet, workers=workers,
-                       factory=functools.partial(builder, **kwargs) if workers > 1 else None)
+                       progress=not quiet, workers=workers, ray=ray,
+                       factory=functools.partial(builder, **kwargs) if workers > 1 or ray else None)
     table = Table(title=f"{summary.set}: {summary.items} items, {summary.errors} errors, "
                         f"{summary.resumed} kept from an earlier run")
     table.add_column("metric")
@@ -89,10 +89,11 @@ def build_vpgen(prompts: str, generator: str, llm: Optional[str], experts: Optio
     return vpgen_set(prompts, generator=generator, planner=_planner(llm), registry=_registry(experts))
 
 
-def build_textcot(set_name: str, data: str, llm: Optional[str], baseline: bool, fields: Optional[list[str]]):
+def build_textcot(set_name: str, data: str, llm: Optional[str], baseline: bool, fields: Optional[list[str]],
+                  experts: Optional[str] = None):
     from vistrace.programs.families.textcot import textcot_set
 
-    return textcot_set(set_name, Path(data), llm=llm, baseline=baseline, fields=fields)
+    return textcot_set(set_name, Path(data), llm=llm, baseline=baseline, fields=fields, experts=experts)
 
 
 def _planner(llm: Optional[str]):
@@ -112,6 +113,8 @@ RetryOpt = Annotated[bool, typer.Option("--retry-errors", help="re-run items tha
 ExpertsOpt = Annotated[Optional[str], typer.Option("--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 WorkersOpt = Annotated[int, typer.Option("--workers", min=1, max=64, help=WORKERS_HELP)]
+RayOpt = Annotated[bool, typer.Option("--ray", help="the --workers are Ray actors: a local Ray instance, or the "
+                                                    "cluster named by $RAY_ADDRESS (--out on a shared filesystem)")]
 
 
 def _guard(fn):
@@ -149,10 +152,11 @@ def vpeval_cmd(
     experts: ExpertsOpt = None,
     quiet: QuietOpt = False,
     workers: WorkersOpt = 1,
+    ray: RayOpt = False,
 ) -> None:
     """VPEval: skill programs from annotations (or planned from prompts), a score and a sentence per module."""
     _run(build_vpeval, {"prompts": str(prompts) if prompts else None, "images": str(images), "judge": judge,
-                        "vqa": vqa, "llm": llm, "experts": experts}, out, limit, fresh, retry_errors, quiet, workers)
+                        "vqa": vqa, "llm": llm, "experts": experts}, out, limit, fresh, retry_errors, quiet, workers, ray)
     raise typer.Exit(EXIT_OK)
 
 
@@ -174,11 +178,12 @@ def geneval_cmd(
     experts: ExpertsOpt = None,
     quiet: QuietOpt = False,
     workers: WorkersOpt = 1,
+    ray: RayOpt = False,
 ) -> None:
     """GenEval: object, count, colour and position clauses from metadata; an image is correct when all hold."""
     _run(build_geneval, {"metadata": str(metadata) if metadata else None, "images": str(images),
                          "threshold": threshold, "counting_threshold": counting_threshold, "vqa": vqa,
-                         "experts": experts}, out, limit, fresh, retry_errors, quiet, workers)
+                         "experts": experts}, out, limit, fresh, retry_errors, quiet, workers, ray)
     raise typer.Exit(EXIT_OK)
 
 
@@ -197,10 +202,11 @@ def vpgen_cmd(
     experts: ExpertsOpt = None,
     quiet: QuietOpt = False,
     workers: WorkersOpt = 1,
+    ray: RayOpt = False,
 ) -> None:
     """VPGen: objects -> layout -> image for each prompt, then VPEval on the result (offline: on the layout)."""
     _run(build_vpgen, {"prompts": str(prompts), "generator": generator, "llm": llm, "experts": experts}, out, limit,
-         fresh, retry_errors, quiet, workers)
+         fresh, retry_errors, quiet, workers, ray)
     raise typer.Exit(EXIT_OK)
 
 
@@ -217,12 +223,14 @@ def textcot_cmd(
     limit: LimitOpt = None,
     fresh: FreshOpt = False,
     retry_errors: RetryOpt = False,
+    experts: ExpertsOpt = None,
     quiet: QuietOpt = False,
     workers: WorkersOpt = 1,
+    ray: RayOpt = False,
 ) -> None:
     """TextCoT: overview, coarse localization, zoom, answer — beside a no-zoom baseline, accuracy and latency."""
     _run(build_textcot, {"set_name": set_name, "data": str(data), "llm": llm, "baseline": baseline,
-                         "fields": list(field) or None}, out, limit, fresh, retry_errors, quiet, workers)
+                         "fields": list(field) or None, "experts": experts}, out, limit, fresh, retry_errors, quiet, workers, ray)
     raise typer.Exit(EXIT_OK)
 
 

@@ -16,6 +16,12 @@ Each backend has a table ``[backends.NAME]``; an environment variable ``VISTRACE
     [backends.owlv2]
     model = "google/owlv2-base-patch16-ensemble"   # a local folder, or an id in your Hugging Face cache
 
+Other top-level tables hold settings that are not a backend's, e.g. the image pixel limit
+(docs/images.md)::
+
+    [images]
+    max_pixels = 100_000_000
+
 Settings are plain strings, numbers and booleans; nothing here loads a model.
 """
 
@@ -120,3 +126,26 @@ def all_backend_tables() -> dict[str, dict[str, Any]]:
     """Every ``[backends.*]`` table of the settings file (for doctor); empty without a file."""
     path = config_file()
     return dict(_read(path).get("backends", {})) if path else {}
+
+
+def table(name: str) -> tuple[dict[str, Any], Path | None]:
+    """A top-level table of the settings file other than ``backends`` (e.g. ``[images]``), and the file it is
+    in; ``({}, None)`` without a settings file."""
+    path = config_file()
+    if path is None:
+        return {}, None
+    found = _read(path).get(name, {})
+    if not isinstance(found, dict):
+        raise InputError(f"settings file {path}: '{name}' must be a table, e.g. [{name}]")
+    return dict(found), path
+
+
+def nested_table(*path: str) -> dict[str, Any]:
+    """A table below the top level by its path, e.g. ``nested_table("serve", "ray")`` for ``[serve.ray]``;
+    empty without a file or without that table."""
+    data, file = table(path[0])
+    for i, key in enumerate(path[1:], start=2):
+        data = data.get(key, {})
+        if not isinstance(data, dict):
+            raise InputError(f"settings file {file}: [{'.'.join(path[:i])}] must be a table")
+    return dict(data)

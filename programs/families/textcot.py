@@ -166,9 +166,10 @@ class SroieTextCoT:
     """TextCoT vs the no-zoom baseline on SROIE receipts: one item per receipt and key field."""
 
     def __init__(self, data: Path, *, llm: str | None = None, baseline: bool = True,
-                 fields: list[str] | None = None):
+                 fields: list[str] | None = None, experts: str | None = None):
         self.data = Path(data)
         self.llm = llm
+        self.experts = experts
         self.baseline = baseline
         self.fields = list(fields) if fields else list(FIELDS)
         self.name = "textcot-sroie"
@@ -177,6 +178,10 @@ class SroieTextCoT:
     def registry(self):
         if self._reg is None:
             self._reg = _registry(self.llm)
+            if self.experts:  # the server's OCR, caption, locate and ask answer; --llm covers what it lacks
+                from vistrace.serve import remote_registry
+
+                self._reg = remote_registry(self.experts, base=self._reg)
         return self._reg
 
     def items(self) -> list[EvalItem]:
@@ -264,11 +269,12 @@ class SroieTextCoT:
 
 
 def textcot_set(set_name: str, data: Path, *, llm: str | None = None, baseline: bool = True,
-                fields: list[str] | None = None) -> SroieTextCoT:
+                fields: list[str] | None = None, experts: str | None = None) -> SroieTextCoT:
     """The TextCoT evaluation set ``set_name`` (only ``sroie``) over the data folder ``data``.
 
     ``llm``: the offline backends' LLM spec (default: setting / $VISTRACE_LLM / local); ``baseline``:
-    also run the no-zoom baseline; ``fields``: a subset of total, date, company.
+    also run the no-zoom baseline; ``fields``: a subset of total, date, company; ``experts``: a
+    ``vistrace serve`` URL whose expert tools (OCR, caption, locate, ask) answer instead of local ones.
     """
     if set_name not in SETS:
         raise InputError(f"unknown TextCoT set {set_name!r}", hint=f"sets: {', '.join(SETS)}")
@@ -286,7 +292,7 @@ def textcot_set(set_name: str, data: Path, *, llm: str | None = None, baseline: 
         from vistrace.agent.llm import make_llm
 
         make_llm(llm)  # an invalid spec is an InputError now, not an error in every item
-    return SroieTextCoT(data, llm=llm, baseline=baseline, fields=fields)
+    return SroieTextCoT(data, llm=llm, baseline=baseline, fields=fields, experts=experts)
 
 
 __all__ = ["FIELDS", "QUESTIONS", "SroieTextCoT", "amounts", "company_key", "dates", "matches", "textcot_set"]

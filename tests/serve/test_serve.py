@@ -312,3 +312,21 @@ def test_the_client_uploads_again_after_a_server_restart(coco):
         client.close()
         value, _ = client.call("detect", {"image": coco, "query": "cat"})
         assert len(value) == 2 and url != s2.url
+
+
+def test_an_image_whose_pixels_are_not_png_is_400(server):
+    # given an Image value whose pixel blob is a GIF sent inline (the codec only ever writes PNG)
+    import base64
+    import io
+
+    from PIL import Image as PILImage
+
+    buf = io.BytesIO()
+    PILImage.new("P", (64, 64)).save(buf, format="GIF")
+    body = {"args": {"tree": {"$dict": [["image", {"$value": {"type": "Image", "png": "b0.png", "source": "",
+                                                               "offset": [0, 0], "scale": [1, 1], "root_size": [64, 64]}}],
+                                        ["query", "cat"]]},
+                     "blobs": {"b0.png": {"b64": base64.b64encode(buf.getvalue()).decode()}}}}
+    # when it is sent, then it is refused before any decoder but PNG's sees it
+    r = httpx.post(f"{server.url}/v1/tools/detect", headers=_h(), json=body)
+    assert r.status_code == 400 and "must be a PNG blob" in r.json()["error"]["message"]

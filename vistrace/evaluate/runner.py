@@ -71,13 +71,15 @@ def _evaluate(evalset: EvalSet, item: EvalItem, folder: Path) -> ItemResult:
 def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_errors: bool = False,
              limit: int | None = None, fresh: bool = False,
              on_item: Callable[[ItemResult, bool], None] | None = None, progress: bool = True,
-             workers: int = 1, factory: Callable[[], EvalSet] | None = None) -> Summary:
+             workers: int = 1, factory: Callable[[], EvalSet] | None = None, ray: bool = False) -> Summary:
     """Evaluate every item of ``evalset`` into ``out``; write summary.json and report.html.
 
     ``limit`` evaluates only the first N items; ``fresh`` deletes earlier item results first.
     ``on_item(result, resumed)`` is called after each item. ``workers`` > 1 spreads the items over
     that many processes; each builds its own set with ``factory`` (a picklable callable, e.g. a
     ``functools.partial`` of a module-level function) — models are loaded once per process.
+    ``ray``: the workers are Ray actors instead (a local Ray instance, or the cluster ``$RAY_ADDRESS``
+    names; ``out`` must then be on a filesystem every node sees).
     """
     from .report import write_report
 
@@ -86,8 +88,8 @@ def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_erro
         raise InputError(f"--out {out} is a file", hint="give a folder for the results")
     if workers < 1:
         raise InputError(f"--workers must be at least 1, got {workers}")
-    if workers > 1 and factory is None:
-        raise InputError("workers > 1 needs a factory that builds the evaluation set in each worker process")
+    if (workers > 1 or ray) and factory is None:
+        raise InputError("workers > 1 (or ray) needs a factory that builds the evaluation set in each worker process")
     items = evalset.items()
     if limit is not None:
         items = items[:max(0, limit)]
@@ -129,7 +131,11 @@ def run_eval(evalset: EvalSet, out: str | Path, *, command: str = "", retry_erro
                 on_item(result, False)
             advance(item.id)
 
-        if workers > 1 and len(pending) > 1:
+        if ray and pending:
+            from .ray_workers import in_ray
+
+            in_ray(pending, workers, factory, finished)
+        elif workers > 1 and len(pending) > 1:
             _in_processes(pending, workers, factory, finished)
         else:
             for item, folder in pending:

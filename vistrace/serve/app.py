@@ -15,7 +15,6 @@ large; 400 corrupt image or payload; 422 invalid arguments (ToolArgumentError na
 # no `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request) at definition time
 
 import asyncio
-import io
 import logging
 import secrets
 import threading
@@ -113,23 +112,19 @@ def _status_for(exc: VistraceError) -> int:
 
 
 def check_image(data: bytes, limits: ServeLimits) -> tuple[int, int]:
-    """(width, height) of uploaded image bytes; 400 for a corrupt file, 413 past the pixel limit."""
-    from PIL import Image as PILImage, UnidentifiedImageError
+    """(width, height) of uploaded image bytes, decoded by the same loader as every other image
+    (:func:`vistrace.values.imageio.load`): 413 past the pixel limit (refused from the header, before
+    decoding), 400 for a corrupt, truncated, empty or unsupported file (SVG, PDF...)."""
+    from vistrace.values.imageio import ImageTooLarge, load
 
     try:
-        with PILImage.open(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > limits.max_pixels:
-                raise _HTTPError(413, "ImageTooLarge", f"the image is {w}x{h} = {w * h} pixels; the limit is "
-                                 f"{limits.max_pixels}")
-            im.verify()
-    except _HTTPError:
-        raise
-    except PILImage.DecompressionBombError as exc:  # PIL refuses to even open it: far beyond any limit
-        raise _HTTPError(413, "ImageTooLarge", f"{exc}; the limit is {limits.max_pixels} pixels") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise _HTTPError(400, "CorruptImage", f"the upload is not a readable PNG/JPEG/WebP image: {exc}") from exc
-    return w, h
+        loaded = load(data, name="(uploaded bytes)", limit=limits.max_pixels)
+    except ImageTooLarge as exc:
+        raise _HTTPError(413, "ImageTooLarge", exc.message, hint="downscale the image before sending it; the "
+                         "server's limit is `vistrace serve --max-megapixels`") from exc
+    except InputError as exc:
+        raise _HTTPError(400, "CorruptImage", exc.message, hint=exc.hint) from exc
+    return loaded.stored_size
 
 
 class _HTTPError(Exception):
@@ -139,11 +134,13 @@ class _HTTPError(Exception):
 
 
 def create_app(registry=None, *, token: str | None = None, tools: list[str] | None = None,
-               limits: ServeLimits | None = None, cache: Any = True, batching=None):
+               limits: ServeLimits | None = None, cache: Any = True, batching=None, ray=None):
     """The FastAPI app serving ``registry`` (default: every built-in tool and installed backend).
 
     ``batching``: a :class:`~vistrace.serve.batching.BatchConfig` to group concurrent requests of
-    backends that can run batches (None: one request per backend call)."""
+    backends that can run batches (None: one request per backend call).
+    ``ray``: a connected :class:`~vistrace.serve.ray_serve.RayCluster`; the available expert backends
+    then run as its Ray Serve deployments (batching, if any, happens in their replicas)."""
     from fastapi import FastAPI, Request
     from fastapi.concurrency import run_in_threadpool
     from fastapi.responses import JSONResponse, Response
@@ -162,7 +159,11 @@ def create_app(registry=None, *, token: str | None = None, tools: list[str] | No
     allowed = set(tools) if tools else None
     store = BlobStore(limits.store_bytes)
     metrics = Metrics()
-    if batching is not None:
+    if ray is not None:
+        from .ray_serve import ray_registry
+
+        reg = ray_registry(reg, ray, timeout_s=limits.timeout_s, batching=batching, tools=tools)
+    elif batching is not None:
         from .batching import batched_registry
 
         reg = batched_registry(reg, batching, lambda name, n: metrics.batch_size.labels(name).observe(n))
@@ -205,8 +206,11 @@ def create_app(registry=None, *, token: str | None = None, tools: list[str] | No
 
     @app.get("/healthz")
     async def healthz():
-        return {"ok": True, "version": __version__, "tools": len([t for t in reg.tools()
-                                                                   if allowed is None or t.name in allowed])}
+        out = {"ok": True, "version": __version__, "tools": len([t for t in reg.tools()
+                                                                  if allowed is None or t.name in allowed])}
+        if ray is not None:
+            out["ray"] = list(ray.apps)
+        return out
 
     @app.get("/v1/tools")
     async def list_tools(request: Request):

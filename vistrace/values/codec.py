@@ -149,7 +149,10 @@ def decode(tree: Any, blobs: dict[str, bytes]) -> Any:
         if kind == "Image":
             from PIL import Image as PILImage
 
-            pil = PILImage.open(io.BytesIO(blobs[d["png"]]))
+            data = blobs[d["png"]]
+            if data[:8] != b"\x89PNG\r\n\x1a\n":  # encode writes PNG; no other decoder is reachable from here
+                raise ValueError(f"the pixels of an Image must be a PNG blob; {d['png']!r} is not one")
+            pil = PILImage.open(io.BytesIO(data), formats=["PNG"])
             pil.load()
             return Image(pil, d["source"], offset=d["offset"], scale=d["scale"], root_size=d["root_size"])
         if kind == "Box":

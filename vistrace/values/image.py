@@ -41,8 +41,15 @@ class Image(Value):
 
     def __init__(self, pil, source: str = "", *, offset=(0.0, 0.0), scale=(1.0, 1.0), root_size=None,
                  sha256: str | None = None):
-        if pil.mode not in ("RGB", "L", "RGBA"):
-            pil = pil.convert("RGB")
+        if pil.width < 1 or pil.height < 1:
+            from ..errors import InputError
+
+            raise InputError(f"image {source or '(unnamed)'} is {pil.width}x{pil.height} pixels; an image needs at "
+                             "least 1x1")
+        if pil.mode not in ("RGB", "L", "RGBA") or "transparency" in pil.info:
+            from .imageio import normalize
+
+            pil, _ = normalize(pil, str(source) or "image")  # 16-bit scaled, palette alpha kept, CMYK to RGB
         pil.load()
         self._pil = pil
         self.source = str(source)
@@ -54,35 +61,68 @@ class Image(Value):
 
     # construction ---------------------------------------------------------
     @classmethod
-    def open(cls, path: str | Path) -> "Image":
-        """Load an image file; a missing, unreadable or truncated file is an ``InputError`` naming it."""
-        from PIL import Image as PILImage, UnidentifiedImageError
+    def open(cls, path: str | Path, *, max_pixels: int | None = None) -> "Image":
+        """Load an image file: first frame, EXIF orientation applied, 8-bit L/RGB/RGBA (see docs/images.md).
 
-        from ..errors import InputError
+        A missing, empty, truncated, corrupt or unsupported file (SVG, PDF...) is an ``InputError`` naming
+        it; one over the pixel limit (``max_pixels``, default the ``VISTRACE_MAX_PIXELS`` setting) is an
+        ``ImageTooLarge``. What was done to the pixels is noted in ``source``, e.g.
+        ``anim.gif (frame 1 of 12 used)``.
+        """
+        from .imageio import describe, load
 
-        p = Path(path)
-        if not p.exists():
-            raise InputError(f"image file not found: {p}", hint="check the path given with --image")
-        if p.is_dir():
-            raise InputError(f"expected an image file, got a directory: {p}")
-        try:
-            with PILImage.open(p) as im:
-                im.load()
-                pil = im.convert("RGB") if im.mode not in ("RGB", "L") else im.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise InputError(f"cannot read image {p}: {exc}",
-                             hint="expected a PNG, JPEG, TIFF, BMP, GIF or WebP file that is complete") from exc
-        return cls(pil, source=str(p))
+        loaded = load(path, limit=max_pixels)
+        return cls(loaded.pil, source=describe(str(Path(path)), loaded.notes))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "", *, max_pixels: int | None = None) -> "Image":
+        """Load an image from the bytes of an image file, exactly as :meth:`open` loads a file."""
+        from .imageio import describe, load
+
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            from ..errors import InputError
+
+            raise InputError(f"Image.from_bytes expects bytes, got {type(data).__name__}")
+        name = source or "image bytes"
+        loaded = load(data, name=name, limit=max_pixels)
+        return cls(loaded.pil, source=describe(name, loaded.notes))
 
     @classmethod
     def from_array(cls, array, source: str = "array") -> "Image":
+        """An image from an HxW (grey), HxWx1, HxWx3 (RGB) or HxWx4 (RGBA) array.
+
+        uint8 is used as is; bool becomes 0/255; uint16 is scaled to 8-bit (value / 257); any other
+        number type is read as 0..255 (values outside are clipped). NaN or infinite values, empty and
+        oddly shaped arrays are an ``InputError``.
+        """
         from PIL import Image as PILImage
         import numpy as np
 
-        arr = np.asarray(array)
-        if arr.dtype != np.uint8:
+        from ..errors import InputError
+
+        try:
+            arr = np.asarray(array)
+        except (ValueError, TypeError) as exc:
+            raise InputError(f"Image.from_array ({source}): not an array of pixels: {exc}") from None
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+            raise InputError(f"Image.from_array ({source}): expected an HxW, HxWx3 or HxWx4 array, got shape "
+                             f"{tuple(arr.shape)}")
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise InputError(f"Image.from_array ({source}): the array is {arr.shape[1]}x{arr.shape[0]} pixels; an "
+                             "image needs at least 1x1")
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8) * 255
+        elif arr.dtype == np.uint16:
+            arr = np.rint(arr / 257.0).astype(np.uint8)
+        elif arr.dtype != np.uint8:
+            if not np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.complexfloating):
+                raise InputError(f"Image.from_array ({source}): expected numbers, got dtype {arr.dtype}")
+            if np.issubdtype(arr.dtype, np.floating) and not np.isfinite(arr).all():
+                raise InputError(f"Image.from_array ({source}): the array has NaN or infinite values")
             arr = np.clip(arr, 0, 255).astype(np.uint8)
-        return cls(PILImage.fromarray(arr), source=source)
+        return cls(PILImage.fromarray(np.ascontiguousarray(arr)), source=source)
 
     # accessors ------------------------------------------------------------
     @property
