@@ -292,6 +292,10 @@ def textcot_set(set_name: str, data: Path, *, llm: str | None = None, baseline: 
         from vistrace.agent.llm import make_llm
 
         make_llm(llm)  # an invalid spec is an InputError now, not an error in every item
+    if experts:
+        from vistrace.serve import RemoteTools
+
+        RemoteTools(experts)  # likewise a URL that is not http(s)
     return SroieTextCoT(data, llm=llm, baseline=baseline, fields=fields, experts=experts)
 
 
