@@ -57,14 +57,25 @@ class Agent:
     """Plans a program for a question, checks it, runs it, repairs it (up to ``max_repairs`` times)."""
 
     def __init__(self, llm: Any = None, registry: Any = None, *, max_repairs: int = 3, grammar: bool | str = True,
-                 session: Any = None, max_tokens: int = 512, cache: Any = True, limits: Any = None):
+                 session: Any = None, max_tokens: int = 512, cache: Any = True, limits: Any = None,
+                 max_reply_chars: int | None = None, isolate: Any = True):
         """``llm``: an LLM object, a spec string (``local``, ``local:qwen-1.5b``, ``openai:URL#MODEL``) or
         None (``$VISTRACE_LLM``, else ``local``); ``registry``: the tools (default: all installed);
         ``grammar``: constrain decoding when the model supports it — True/``auto`` picks the strongest
         (``typed``: one grammar per statement, typed by the variables so far; ``program``: one grammar for
-        the whole program), False/``plain`` none; ``session``: a name or a Session."""
+        the whole program), False/``plain`` none; ``session``: a name or a Session;
+        ``max_reply_chars``: the cap on one answer of the model (default
+        :data:`~vistrace.agent.extract.MAX_REPLY_CHARS`): a longer one is refused unread, and a
+        streamed one is no longer read past it; ``isolate``: run the model's programs in a worker
+        process with OS limits (default True; an ``Isolation`` sets the limits; False runs them in this
+        process — docs/isolation.md)."""
+        from .extract import MAX_REPLY_CHARS
+
         if int(max_repairs) < 0:
             raise InputError(f"max_repairs must be 0 or more, got {max_repairs}")
+        self.max_reply_chars = MAX_REPLY_CHARS if max_reply_chars is None else int(max_reply_chars)
+        if self.max_reply_chars < 1:
+            raise InputError(f"max_reply_chars must be 1 or more, got {max_reply_chars}")
         self._llm_spec = llm
         self._llm = None if llm is None or isinstance(llm, str) else llm
         self._registry = registry
@@ -77,6 +88,9 @@ class Agent:
         self.max_tokens = int(max_tokens)
         self.cache = cache
         self.limits = limits
+        from vistrace.sandbox.isolate import Isolation
+
+        self.isolate = Isolation.of(isolate)   # programs from an LLM run isolated unless told otherwise
         if isinstance(session, str):
             from .session import Session
 
@@ -172,6 +186,7 @@ class Agent:
         session = self.session
         ctx = AgentContext(llm=llm, registry=self.registry, values=values, grammar=self.grammar,
                            max_tokens=self.max_tokens, stream_tokens=tokens, cache=self.cache, limits=self.limits,
+                           max_reply_chars=self.max_reply_chars, isolate=self.isolate,
                            save_dir=(lambda st: session.run_dir(int(st.get("turn") or 1))) if session else None)
         kwargs: dict[str, Any] = {"context": ctx, "stream_mode": ["custom", "values"]}
         if session is not None:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any, Callable, TypedDict
 
 from .events import CheckProblems, LLMToken, PlanStarted, ProgramReady, RepairStarted, RuntimeFailed, StepDone
+from .extract import MAX_REPLY_CHARS
 
 NODES = ("plan", "check", "run", "repair", "answer", "fail")
 PROGRAM_SCHEMA = {
@@ -70,9 +71,12 @@ class AgentContext:
     stream_tokens: bool = False
     cache: Any = True
     limits: Any = None
+    isolate: Any = True          # run programs in an isolated worker process (an Isolation, True, or False)
     save_dir: Callable[[dict], Path | None] | None = None   # turn state -> where to save the run folder
+    max_reply_chars: int = MAX_REPLY_CHARS                  # cap on one answer of the model (see extract)
     runs: dict[int, Any] = field(default_factory=dict)      # attempt number -> Run (this process only)
     grammars: dict[tuple, str] = field(default_factory=dict)
+    tool_tables: dict[tuple, Any] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------------------------------ helpers
@@ -112,6 +116,18 @@ def constraint_mode(llm: Any, grammar: bool | str) -> str:
     return "plain"
 
 
+def callable_tools(ctx: AgentContext):
+    """The tools this turn's programs may call: those offered to the planner (the same list the prompt
+    and the grammar are made from), as the check's tool table."""
+    from .toolset import offered_tools
+
+    types = input_types(ctx.values)
+    key = (id(ctx.registry), tuple(sorted(types.items())))
+    if key not in ctx.tool_tables:
+        ctx.tool_tables[key] = offered_tools(ctx.registry, types)
+    return ctx.tool_tables[key]
+
+
 def _grammar_text(ctx: AgentContext) -> str:
     from .grammar import program_grammar
     from .toolset import planner_tools
@@ -133,21 +149,54 @@ def _plan_typed(ctx: AgentContext, messages: list, kwargs: dict, emit_piece: Cal
     out = plan_statements(ctx.llm, messages, ctx.registry, planner_tools(ctx.registry, types), types,
                           max_tokens=kwargs["max_tokens"], temperature=kwargs["temperature"], avoid=avoid,
                           exclude_members=failed_members,
-                          on_statement=emit_piece if ctx.stream_tokens else None)
+                          on_statement=emit_piece if ctx.stream_tokens else None, max_chars=ctx.max_reply_chars)
     return _as_text(out.text), out.finish_reason
 
 
+def _read_stream(pieces: Any, max_chars: int, on_piece: Callable[[str], None]) -> tuple[str, str]:
+    """The streamed answer, read no further than just past ``max_chars`` characters (the stream is closed
+    there, so memory and time stay bounded; the extractor then refuses the answer as too long)."""
+    got: list[str] = []
+    size = 0
+    finish = "stream"
+    try:
+        for piece in pieces:
+            text = _as_text(piece)
+            got.append(text)
+            size += len(text)
+            on_piece(text)
+            if size > max_chars:
+                finish = "too_long"
+                break
+    finally:
+        close = getattr(pieces, "close", None)
+        if finish == "too_long" and callable(close):
+            close()
+    return "".join(got), finish
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
 def _as_text(piece: Any) -> str:
+    if piece is None:   # a client that answered nothing at all
+        return ""
     if isinstance(piece, (bytes, bytearray)):
         return bytes(piece).decode("utf-8", errors="replace")
     text = piece if isinstance(piece, str) else str(piece)
     return text.encode("utf-8", errors="replace").decode("utf-8")  # lone surrogates cannot be stored
 
 
-def program_from_output(raw: str, mode: str) -> str:
-    """The program in a model's output; raises NoProgram when there is none."""
-    from .extract import NoProgram, extract_program
+def program_from_output(raw: str, mode: str, max_chars: int | None = None) -> str:
+    """The program in a model's output; raises NoProgram when there is none (ReplyTooLong when the
+    output is over ``max_chars``, checked before anything reads it), when the output stops in the middle
+    of a statement, or when a statement (``name = ...``) had to be cut because it does not parse: the
+    statements before it would run and answer something the model did not write."""
+    from .extract import MAX_REPLY_CHARS, NoProgram, check_reply_size, ends_mid_statement, extract, syntax_message
 
+    max_chars = MAX_REPLY_CHARS if max_chars is None else int(max_chars)
+    check_reply_size(raw, max_chars)
     if mode == "json_schema":
         try:
             obj = json.loads(raw)
@@ -157,9 +206,20 @@ def program_from_output(raw: str, mode: str) -> str:
             if not isinstance(obj.get("program"), str):
                 raise NoProgram('the JSON answer has no text field "program"')
             raw = obj["program"]
-    program = extract_program(raw)
+    found = extract(raw, max_chars)
+    program = found.program
     if not program.strip():
         raise NoProgram("the model's answer holds no program")
+    # cut off whatever the finish reason says (a stream, a server that stops early): the program found
+    # in it lost its end, and a completed guess (`result = b` for `result = crop(image, b`) answers another question
+    cut = ends_mid_statement(raw, max_chars)
+    if cut is not None and cut not in {line.strip() for line in program.splitlines()}:
+        raise NoProgram(f"the answer stops in the middle of a statement: `{_clip(cut, 120)}`",
+                        hint="write every statement whole; a shorter program if it was cut off")
+    lost = found.lost_statement
+    if lost is not None:   # a statement the extractor had to cut: without it the program computes something else
+        raise NoProgram(f"the answer's line `{_clip(lost, 120)}` does not parse ({syntax_message(lost)})",
+                        hint="write every statement whole and valid; the last one `result = ...`")
     return program
 
 
@@ -177,8 +237,12 @@ def _first_use(tree: ast.AST, name: str) -> tuple[int, int]:
     return 1, 0
 
 
-def static_problems(program: str, registry: Any, input_names: list[str], limits: Any = None) -> list[str]:
-    """Every reason ``program`` cannot run on these inputs, each with line:col and a hint (empty = fine)."""
+def static_problems(program: str, registry: Any, input_names: list[str], limits: Any = None,
+                    tools: Any = None) -> list[str]:
+    """Every reason ``program`` cannot run on these inputs, each with line:col and a hint (empty = fine).
+
+    ``tools``: the tool table the program may call (the agent passes the tools it offered the planner,
+    :class:`~vistrace.agent.toolset.OfferedTools`); default: every tool of ``registry``."""
     from vistrace.errors import ProgramError
     from vistrace.sandbox import check, errors, parse
     from vistrace.sandbox.program import RESULT_NAMES
@@ -187,7 +251,7 @@ def static_problems(program: str, registry: Any, input_names: list[str], limits:
         prog = parse(program, limits=limits)
     except ProgramError as exc:
         return [str(p) for p in exc.problems] or [str(exc)]
-    out = [str(p) for p in errors(check(prog, registry, limits))]
+    out = [str(p) for p in errors(check(prog, registry if tools is None else tools, limits))]
     given = ", ".join(input_names) or "none"
     if prog.style == "function":
         for spec in prog.inputs:
@@ -211,13 +275,25 @@ def static_problems(program: str, registry: Any, input_names: list[str], limits:
 
 
 REPAIR_TEMPERATURE = 0.7
+KEPT_RAW_CHARS = 2000        # of an answer over the cap, what the attempt keeps
+PREVIOUS_CHARS = 2000        # of the previous program (or answer without one) shown in a repair prompt
+
+
+def _previous_answer(prev: dict | None) -> str | None:
+    """What a repair prompt shows as the previous attempt: its program, else the model's answer, cut short."""
+    if not prev:
+        return None
+    from .extract import clip_text
+
+    text = prev.get("program") or prev.get("raw_output")
+    return None if text is None else clip_text(text, PREVIOUS_CHARS)
 
 
 # ------------------------------------------------------------------------------------------- nodes
 def plan(state: AgentState, runtime) -> dict:
     from vistrace.agent.llm.base import LLMError
 
-    from .extract import NoProgram
+    from .extract import NoProgram, clip_text
     from .prompt import PlanRequest, planner_messages
 
     ctx: AgentContext = runtime.context
@@ -242,8 +318,8 @@ def plan(state: AgentState, runtime) -> dict:
     history = tuple((t["question"], t.get("answer") or "") for t in state.get("history") or [] if t.get("ok"))
     # No image notes (size, file name): the 0.5B model copies them into the program as constants
     # (`image_path = '000000039769.png'`, `I640 = 640`), which answers nothing; programs read image.width.
-    req = PlanRequest(question=state["question"], inputs=input_types(ctx.values), history=history, previous_program=prev.get("program") or prev.get("raw_output") if prev else None,
-                      problems=tuple(prev.get("problems") or ()) if prev else ())
+    req = PlanRequest(question=state["question"], inputs=input_types(ctx.values), history=history,
+                      previous_program=_previous_answer(prev), problems=tuple(prev.get("problems") or ()) if prev else ())
     attempt: dict[str, Any] = {"number": n, "mode": mode, "raw_output": "", "program": None, "stage": "planned",
                                "problems": [], "error": None, "finish_reason": "", "note": note}
     t0 = time.perf_counter()
@@ -254,12 +330,8 @@ def plan(state: AgentState, runtime) -> dict:
             failed = sorted({m for a in attempts for m in a.get("failed_members") or ()})
             raw, finish = _plan_typed(ctx, messages, kwargs, lambda text: emit(LLMToken(n, text=text)), avoid, failed)
         elif ctx.stream_tokens:
-            pieces = []
-            for piece in ctx.llm.stream(messages, **kwargs):
-                text = _as_text(piece)
-                pieces.append(text)
-                emit(LLMToken(n, text=text))
-            raw, finish = "".join(pieces), "stream"
+            raw, finish = _read_stream(ctx.llm.stream(messages, **kwargs), ctx.max_reply_chars,
+                                       lambda text: emit(LLMToken(n, text=text)))
         else:
             done = ctx.llm.complete(messages, **kwargs)
             raw, finish = _as_text(getattr(done, "text", done)), str(getattr(done, "finish_reason", "") or "")
@@ -272,15 +344,18 @@ def plan(state: AgentState, runtime) -> dict:
     except Exception as exc:  # noqa: BLE001 - e.g. undecodable bytes inside the client: a bad output
         raw, finish = "", "error"
         attempt.update(stage="extract", problems=[f"the model's output could not be read: {type(exc).__name__}: {exc}"])
-    attempt.update(raw_output=raw, finish_reason=finish, seconds=time.perf_counter() - t0)
+    # an answer over the cap is kept only in part: the state (and a session's database) stays bounded
+    kept = raw if len(raw) <= ctx.max_reply_chars else clip_text(raw, KEPT_RAW_CHARS)
+    attempt.update(raw_output=kept, finish_reason=finish, seconds=time.perf_counter() - t0)
     if attempt["stage"] == "planned":
         try:
-            attempt["program"] = program_from_output(raw, mode)
-            if finish == "length" and not _keeps_last_line(raw, attempt["program"]):
+            program = program_from_output(raw, mode, ctx.max_reply_chars)
+            if finish == "length" and not _keeps_last_line(raw, program):
                 raise NoProgram("the answer was cut off in the middle of the program")
+            attempt["program"] = program
         except NoProgram as exc:
-            problems = [f"the answer held no program: {exc.message} (hint: reply with only the program, "
-                        "one statement per line, the last one `result = ...`)"]
+            hint = exc.hint or "reply with only the program, one statement per line, the last one `result = ...`"
+            problems = [f"the answer held no program: {exc.message} (hint: {hint})"]
             if not raw.strip():
                 problems = ["the answer was empty (hint: reply with the program, the last line `result = ...`)"]
             if finish == "length":
@@ -297,7 +372,7 @@ def check(state: AgentState, runtime) -> dict:
     ctx: AgentContext = runtime.context
     attempts = list(state["attempts"])
     a = attempts[-1]
-    problems = static_problems(a["program"], ctx.registry, list(ctx.values), ctx.limits)
+    problems = static_problems(a["program"], ctx.registry, list(ctx.values), ctx.limits, tools=callable_tools(ctx))
     if problems:
         if a.get("finish_reason") == "length":
             problems.append(f"the answer was cut off at {ctx.max_tokens} tokens (hint: write a shorter program)")
@@ -323,7 +398,7 @@ def _lines_named(program: str, problems: list[str]) -> list[str]:
 
 def _failed_members(problem: str) -> list[str]:
     """The method or field the failing expression ended in (``dets.best()`` on no detections -> ``best``)."""
-    m = re.search(r" in `([^`\n]+)`", problem)
+    m = re.search(r" in `([^`\n]+)`", problem.split("\n", 1)[0])   # the error's own line, not the steps before
     if not m:
         return []
     try:
@@ -338,24 +413,46 @@ def _execute(ctx: AgentContext, program: str, turn: int, n: int, on_step: Callab
     from vistrace.api import run as run_program
 
     return run_program(program, registry=ctx.registry, limits=ctx.limits, cache=ctx.cache,
-                       name=f"turn{turn}-attempt{n}", on_step=on_step, **ctx.values)
+                       name=f"turn{turn}-attempt{n}", on_step=on_step, isolate=ctx.isolate, **ctx.values)
 
 
 def runtime_problem(run: Any) -> str:
-    """The runtime error for the planner: where (line:col, step, tool), what, the statement, the steps before."""
-    from vistrace.trace.render import step_line
+    """The runtime error for the planner: where (line:col, step, tool), what, the statement, the steps before.
+
+    The error's message and the steps' outputs are quoted as untrusted data
+    (:func:`~vistrace.agent.prompt.as_data`): they hold what tools computed from the images (OCR text,
+    captions, answers) and, through a message, values of the program — never instructions."""
+    from .prompt import DATA_LABEL, as_data
 
     err = run.error
     brief = getattr(err, "brief", None)  # a refusal without set-up advice for unconfigured backends
-    what = f"{err.where}: {brief}" if brief and str(err.where) else brief or str(err)
-    text = f"runtime error at {what}" if str(err.where) else f"runtime error: {what}"
+    message = brief or getattr(err, "message", None) or str(err)
+    hint = None if brief else getattr(err, "hint", None)
+    where = str(getattr(err, "where", "") or "")
+    what = as_data(message, 600) + (f" (hint: {hint})" if hint else "")
+    text = f"runtime error at {where}: {what}" if where else f"runtime error: {what}"
     failing = next((s for s in run.trace.steps if s.error is not None), None)
     if failing is not None and failing.source:
         text += f"\n  in: {failing.source.strip()}"
     done = [s for s in run.trace.steps if s.error is None][-5:]
     if done:
-        text += "\n  steps before it:\n" + "\n".join("  " + step_line(s) for s in done)
+        text += f"\n  steps before it (outputs quoted as {DATA_LABEL}):\n" + \
+            "\n".join("  " + _observed_step(s) for s in done)
     return text
+
+
+def _observed_step(s: Any) -> str:
+    """One finished step for the planner: ``step 1 line 1 ocr in `t = ocr(image)` -> "3 lines: ..."`` — the
+    statement as the program wrote it and the output quoted as data.  Not the argument summaries: they
+    may hold data too, and a small model copies ``image="photo.png 640x480"`` into its next program."""
+    from .prompt import as_data
+
+    head = f"step {s.id}" + (f" line {s.line}" if s.line is not None else "")
+    name = s.tool or s.call or "?"
+    source = " ".join((s.source or "").split())
+    where = f" in `{source[:159] + '…' if len(source) > 160 else source}`" if source else ""
+    output = as_data(s.output if s.output is not None else "None", 200)
+    return f"{head} {name}{where} -> {output}"
 
 
 def run(state: AgentState, runtime) -> dict:

@@ -79,7 +79,7 @@ def _members(line: str) -> set[str]:
 def plan_statements(llm: Any, messages: list, registry: Any, tools: list, inputs: dict[str, str], *,
                     max_tokens: int = 512, temperature: float = 0.0, max_statements: int = TYPED_STATEMENTS,
                     line_tokens: int = LINE_TOKENS, avoid: Iterable[str] = (), exclude_members: Iterable[str] = (),
-                    on_statement: Callable[[str], None] | None = None) -> Planned:
+                    on_statement: Callable[[str], None] | None = None, max_chars: int | None = None) -> Planned:
     """Ask ``llm`` for a program line by line; returns the program text (every line ends with a newline).
 
     A line may take at most ``line_tokens`` tokens (a runaway expression is cut there and the plan ends
@@ -89,6 +89,9 @@ def plan_statements(llm: Any, messages: list, registry: Any, tools: list, inputs
     failed line used (``detect(image, 'x').best()`` failing on no detections comes back without ``best``).
     ``exclude_members``: fields and methods left out of every line (those that failed at run time in
     an earlier attempt of this turn: on this image they fail again).
+    ``max_chars``: the cap on the whole answer (the agent's ``max_reply_chars``): once the lines drawn
+    (including drawings thrown away) exceed it, planning stops with ``too_long`` and the text so far,
+    which the extractor then refuses — a client that ignores ``max_tokens`` cannot make it run on.
     """
     avoid = {shape for a in avoid for shape in [_shape(a)] if shape}
     excluded = set(exclude_members)
@@ -100,6 +103,7 @@ def plan_statements(llm: Any, messages: list, registry: Any, tools: list, inputs
     size = 0
     seen: set[str] = set()
     fence = ""
+    drawn = 0
     for i in range(max_statements):
         last = last or i == max_statements - 1
         grammar = statement_grammar(registry, env, tools=tools, last=last, inputs=list(env), fence=i == 0,
@@ -116,6 +120,9 @@ def plan_statements(llm: Any, messages: list, registry: Any, tools: list, inputs
             out = llm.complete(messages, grammar=grammar, prefix=fence + "".join(lines), max_tokens=max(1, budget),
                                **{"temperature": temperature, **hot})
             used += int((getattr(out, "usage", None) or {}).get("completion_tokens", 0)) or max(1, len(out.text) // 3)
+            drawn += len(out.text)
+            if max_chars is not None and drawn > max_chars:
+                return Planned("".join(lines) + out.text, "too_long", len(lines) + 1, size)
             line = out.text.split("\n", 1)[-1] if i == 0 and out.text.startswith("```") else out.text
             if out.finish_reason != "length" and _shape(line) not in avoid:
                 break

@@ -94,6 +94,50 @@ def planner_aliases(registry, tools) -> list:
     return [a for a in registry.aliases() if a.tool in names]
 
 
+class OfferedTools:
+    """The tools a planned program may call: exactly those offered to the planner and their aliases.
+
+    A :class:`~vistrace.sandbox.interface.ToolTable` for the sandbox's ``check``: a name outside the
+    offered set has no signature here, so a program calling it is rejected before running as an
+    ``unknown tool`` — whatever the model read or was told (a tool left out of the prompt, one named by
+    text in the image, one from another framework).  The prompt, the grammar and this table are made
+    from the same :func:`planner_tools` list, so what the model is shown is what it may call.  The
+    tools run from the full registry (a composite tool such as ``loc`` calls ``detect`` itself).
+    """
+
+    def __init__(self, registry, tools) -> None:
+        self.registry = registry
+        self.tools = tuple(t.name for t in tools)
+        self.names = frozenset(self.tools) | {a.name for a in planner_aliases(registry, tools)}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.names
+
+    def __repr__(self) -> str:
+        return f"OfferedTools({', '.join(sorted(self.names))})"
+
+    def signature(self, name: str):
+        return self.registry.signature(name) if name in self.names else None
+
+    def suggest(self, name: str) -> str | None:
+        import difflib
+
+        if self.registry.resolve(name) is not None:
+            return (f"'{name}' is a tool of this installation but not one offered here (its backends are "
+                    f"unavailable, or it does not answer questions about the given images); call only the "
+                    f"tools listed in the prompt")
+        close = difflib.get_close_matches(name, sorted(self.names), n=1, cutoff=0.6)
+        if not close:
+            lowered = {n.lower(): n for n in self.names}
+            close = [lowered[name.lower()]] if name.lower() in lowered else []
+        return f"did you mean '{close[0]}'?" if close else None
+
+
+def offered_tools(registry, inputs: dict[str, str] | None = None) -> OfferedTools:
+    """The :class:`OfferedTools` for a request with these inputs (name -> type name)."""
+    return OfferedTools(registry, planner_tools(registry, inputs))
+
+
 @dataclass(frozen=True)
 class Member:
     """A public field or method of a value type, as the planner sees it."""

@@ -14,8 +14,12 @@ from typing import Any
 from vistrace.errors import LimitExceeded, RuntimeProgramError, ToolArgumentError
 
 from .compiler import SIZED, Compiler, Fn, Pending, loc
+from .guards import argument_guard
 from .interface import CallSite
-from .safety import GROWING_METHODS, SAFE_BUILTINS
+from .limits import _ELEMENT_BYTES, _NESTED as NESTED
+from .safety import COMPARING_METHODS, GROWING_METHODS, SAFE_BUILTINS
+
+GUARDED = frozenset((*NESTED, range))  # argument types measured before a callee walks them
 
 
 def compile_call(comp: Compiler, node: ast.Call) -> Fn:
@@ -80,10 +84,12 @@ def tool_call(comp: Compiler, node: ast.Call, sig) -> Fn:
         if name in env:
             raise RuntimeProgramError(f"'{name}' is a variable, not a tool", where=loc(node))
         args = dict(fixed)
-        for param, f in fill:
-            args[param] = f(env)
         interp = comp.interp
         b = interp.budget
+        for param, f in fill:
+            v = args[param] = f(env)
+            if type(v) in GUARDED:
+                argument_guard(b, v, node)  # tools hash, validate and record their arguments
         b.tool_calls += 1
         if b.tool_calls > b._max_tool_calls or monotonic() > b._deadline:
             b.after_tool_call(node)
@@ -118,22 +124,37 @@ def method_call(comp: Compiler, node: ast.Call) -> Fn:
     name = func.attr
     c = comp
     grows = name in GROWING_METHODS
+    compares = name in COMPARING_METHODS
+    walks = name not in ("append", "insert")
 
     def run(env):
         obj = owner(env)
-        check = c.budget.check_size
+        budget = c.budget
         method = c.interp.attribute(obj, func, call=True)
         a = [f(env) for f in args]
         k = {key: f(env) for key, f in kwargs}
+        deep = 0
+        if walks:  # append/insert only store a reference; other methods hash, compare or copy arguments
+            for v in a:
+                if type(v) in GUARDED:
+                    deep = max(deep, argument_guard(budget, v, node))
+            for v in k.values():
+                if type(v) in GUARDED:
+                    deep = max(deep, argument_guard(budget, v, node))
         if isinstance(obj, str):
             _precheck_str_method(obj, name, a, comp.limits.max_string, node)
+        elif compares and type(obj) in NESTED and (name == "sort" or deep * len(obj) > 10 * c.limits.max_collection):
+            budget.measure(obj, node)  # sort compares the elements; index/count/remove compare each with the argument
+        size = len(obj) if grows and walks else 0
         try:
             result = method(*a, **k)
         except Exception as exc:  # noqa: BLE001
             raise comp.wrap(exc, node) from None
         if grows:
-            check(obj, node)
-        return check(result, node) if isinstance(result, SIZED) else result
+            budget.check_size(obj, node)
+            if walks:  # bulk growth (extend, update): count it; one element at a time is bounded by the steps
+                budget.alloc(max(len(obj) - size, 0) * _ELEMENT_BYTES.get(type(obj), 8), node)
+        return budget.made(result, node) if isinstance(result, SIZED) else result
     return run
 
 
@@ -145,7 +166,7 @@ def builtin_call(comp: Compiler, node: ast.Call, name: str) -> Fn:
     c = comp
 
     def run(env):
-        interp, check = c.interp, c.budget.check_size
+        interp = c.interp
         if name in env:
             raise RuntimeProgramError(f"'{name}' is a variable, not a tool", where=loc(node))
         a = [f(env) for f in args]
@@ -154,7 +175,7 @@ def builtin_call(comp: Compiler, node: ast.Call, name: str) -> Fn:
             result = call_builtin(interp, name, a, k)
         except Exception as exc:  # noqa: BLE001
             raise comp.wrap(exc, node) from None
-        return check(result, node) if isinstance(result, SIZED) else result
+        return c.budget.made(result, node) if isinstance(result, SIZED) else result
     return run
 
 
@@ -194,12 +215,10 @@ def _precheck_str_method(obj: str, name: str, args: list, limit: int, node) -> N
     if name == "replace" and len(args) >= 2 and isinstance(args[0], str) and isinstance(args[1], str):
         n = obj.count(args[0]) if args[0] else len(obj) + 1
         size = len(obj) + n * (len(args[1]) - len(args[0]))
-    elif name == "join" and args:
-        try:
-            items = list(args[0])
-            size = sum(len(str(x)) for x in items) + len(obj) * max(len(items) - 1, 0)
-        except TypeError:
-            size = None
+    elif name == "join" and args and isinstance(args[0], SIZED):
+        # only strings can be joined (anything else fails at once); never turn items into text here
+        items = args[0]
+        size = sum(len(x) for x in items if type(x) is str) + len(obj) * max(len(items) - 1, 0)
     elif name == "zfill" and args and isinstance(args[0], int):
         size = args[0]
     if size is not None and size > limit:

@@ -113,6 +113,8 @@ class Checker:
         return ANY
 
     def check_function(self, fn: ast.FunctionDef, module: _Scope) -> None:
+        if fn.name.startswith("_"):
+            self.report(fn, f"names starting with '_' are not allowed: '{fn.name}'", code="rejected")
         if fn.decorator_list:
             self.report(fn.decorator_list[0], "decorators are not allowed", hint="write a plain def")
         a = fn.args
@@ -134,13 +136,14 @@ class Checker:
             self.stmt(stmt, scope)
 
     # statements ---------------------------------------------------------------------------
-    def rejected(self, node: ast.AST) -> bool:
+    def rejected(self, node: ast.AST, at: ast.AST | None = None) -> bool:
+        """Report ``node`` if it is outside the language; ``at`` is where (operators carry no position)."""
         if type(node) in REJECTED:
             msg, hint = REJECTED[type(node)]
-            self.report(node, msg, hint=hint or None, code="rejected")
+            self.report(at or node, msg, hint=hint or None, code="rejected")
             return True
         if type(node) not in ALLOWED_TYPES:
-            self.report(node, f"'{type(node).__name__}' is not allowed in programs", code="rejected")
+            self.report(at or node, f"'{type(node).__name__}' is not allowed in programs", code="rejected")
             return True
         return False
 
@@ -166,7 +169,7 @@ class Checker:
             ann = self.annotation_type(node.annotation, node)
             self.store(node.target, scope, ann if ann is not ANY else t)
         elif isinstance(node, ast.AugAssign):
-            if self.rejected(node.op):
+            if self.rejected(node.op, node):
                 return
             self.expr(node.value, scope)
             if isinstance(node.target, ast.Name):
@@ -228,8 +231,11 @@ class Checker:
             self.report(node, f"names starting with '_' are not allowed: '{name}'", code="rejected")
             return ANY
         found, t = scope.lookup(name)
+        if found and t == "function":
+            self.report(node, f"'{name}' is a program function and can only be called", hint=f"call it: {name}(...)")
+            return ANY
         if found:
-            return ANY if t == "function" else t
+            return t
         if name in ("True", "False", "None"):
             return ANY
         if self.tools.signature(name) is not None or name in SAFE_BUILTINS or name in SPECIAL_FORMS:
@@ -271,7 +277,7 @@ class Checker:
                 self.expr(v, scope)
             return dict
         if isinstance(node, ast.BinOp):
-            if self.rejected(node.op):
+            if self.rejected(node.op, node):
                 return ANY
             left, right = self.expr(node.left, scope), self.expr(node.right, scope)
             if left is str and right is str and isinstance(node.op, ast.Add):
@@ -280,7 +286,7 @@ class Checker:
                 return float if float in (left, right) else int
             return float if isinstance(node.op, ast.Div) else ANY
         if isinstance(node, ast.UnaryOp):
-            if self.rejected(node.op):
+            if self.rejected(node.op, node):
                 return ANY
             return self.expr(node.operand, scope) if not isinstance(node.op, ast.Not) else bool
         if isinstance(node, ast.BoolOp):
@@ -459,9 +465,9 @@ class Checker:
         if not (isinstance(expr, ast.Constant) and isinstance(expr.value, str)):
             self.report(expr, "EVAL's expression must be a string literal", code="rejected")
             return ANY
-        tree, text, err = translate_eval(expr.value)
+        tree, text, err = translate_eval(expr.value, self.limits.max_nesting)
         if err:
-            self.report(expr, err, hint=f"translated expression: {text}")
+            self.report(expr, err, hint=f"translated expression: {_clip(text)}")
             return ANY
         before = len(self.problems)
         self.expr(tree.body, scope)
@@ -471,6 +477,10 @@ class Checker:
             self.problems[i] = type(p)(node.lineno, expr.col_offset, f"in EVAL expression: {p.message}",
                                        text=text, hint=p.hint, code=p.code, severity=p.severity)
         return ANY
+
+
+def _clip(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "…"
 
 
 def _chain(scope: _Scope):

@@ -9,7 +9,6 @@ few closure calls.  Locations for errors are built only when something fails.
 from __future__ import annotations
 
 import ast
-import math
 import operator
 import re
 import threading
@@ -17,6 +16,8 @@ from typing import Any, Callable
 
 from vistrace.errors import LimitExceeded, Location, RuntimeProgramError, ToolArgumentError, VistraceError
 
+from .guards import PRECHECKED, compare_guard, hash_guard, length, precheck_binop, slice_guard
+from .limits import _ELEMENT_BYTES, _NESTED, _NESTED_SET
 from .safety import ALLOWED_TYPES, REJECTED
 
 Fn = Callable[[dict], Any]
@@ -28,6 +29,7 @@ _CMPOPS = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast
            ast.NotIn: lambda a, b: a not in b, ast.Is: operator.is_, ast.IsNot: operator.is_not}
 _SPEC_NUMBER = re.compile(r"\d+")
 SIZED = (str, list, tuple, dict, set, frozenset)
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))  # what d.keys()/values()/items() return
 
 
 def compile_call(comp: "Compiler", node: ast.Call) -> Fn:
@@ -121,7 +123,9 @@ class Compiler:
             return LimitExceeded("memory", 0, "operation ran out of memory", where=loc(node))
         text = self.segment(node)
         shown = f" in `{text}`" if text and len(text) < 80 else ""
-        return RuntimeProgramError(f"{type(exc).__name__}: {exc}{shown}", where=loc(node))
+        said = str(exc)
+        said = said if len(said) <= 300 else said[:300] + "…"  # messages can quote huge values
+        return RuntimeProgramError(f"{type(exc).__name__}: {said}{shown}", where=loc(node))
 
     def refuse(self, node: ast.AST, message: str, hint: str | None = None) -> Fn:
         def fn(env):
@@ -255,15 +259,18 @@ class Compiler:
         c = self
 
         def for_(env):
-            for item in c.iterable(items(env), node.iter):
-                c.budget.iteration(node)
-                store(env, item)
-                try:
-                    body(env)
-                except Break:
-                    break
-                except Continue:
-                    continue
+            try:
+                for item in c.iterable(items(env), node.iter):
+                    c.budget.iteration(node)
+                    store(env, item)
+                    try:
+                        body(env)
+                    except Break:
+                        break
+                    except Continue:
+                        continue
+            except RuntimeError as exc:  # e.g. "dictionary changed size during iteration"
+                raise c.wrap(exc, node.iter) from None
         return for_
 
     def store(self, target: ast.expr) -> Callable[[dict, Any], None]:
@@ -284,7 +291,11 @@ class Compiler:
             n = len(parts)
 
             def unpack(env, value):
-                items = list(self.iterable(resolve(value), target))
+                value = self.iterable(resolve(value), target)
+                size = length(value, n)
+                if size != n:  # checked before the values are made: a, b = range(10**10) must not materialise
+                    raise RuntimeProgramError(f"cannot unpack {size} values into {n} names", where=loc(target))
+                items = list(value)
                 if len(items) != n:
                     raise RuntimeProgramError(f"cannot unpack {len(items)} values into {n} names", where=loc(target))
                 for part, item in zip(parts, items):
@@ -298,11 +309,21 @@ class Compiler:
                 if not isinstance(container, (list, dict)):
                     raise RuntimeProgramError(f"a {type(container).__name__} cannot be changed: values are immutable",
                                               where=loc(target))
+                if type(key) is tuple and not _NESTED_SET.isdisjoint(map(type, key)):
+                    self.budget.measure(key, target)  # hashed: a nested tuple is walked (and can crash C's stack)
+                size = len(container)
+                if type(key) is slice:  # x[a:b] = value copies value's items in first: bound them before
+                    slice_guard(self.limits, length(resolve(value), 0), size, target)
                 try:
                     container[key] = resolve(value)
                 except Exception as exc:  # noqa: BLE001
                     raise self.wrap(exc, target) from None
                 self.budget.check_size(container, target)
+                if len(container) > size:
+                    b = self.budget
+                    b.memory += _ELEMENT_BYTES.get(type(container), 8)
+                    if b.memory > b._max_memory:
+                        b.alloc(0, target)
             return set_item
         message = f"cannot assign to {type(target).__name__}"
 
@@ -325,7 +346,7 @@ class Compiler:
 
     def iterable(self, value: Any, node: ast.AST):
         value = resolve(value)
-        if isinstance(value, (list, tuple, str, range, dict, set, frozenset)) or (
+        if isinstance(value, (list, tuple, str, range, dict, set, frozenset, *_DICT_VIEWS)) or (
                 hasattr(value, "__iter__") and hasattr(value, "summary")):
             return value
         raise RuntimeProgramError(f"cannot iterate over {type(value).__name__}", where=loc(node))
@@ -367,14 +388,33 @@ class Compiler:
             elts = [self.expr(e) for e in node.elts]
             kind = {ast.List: list, ast.Tuple: tuple, ast.Set: set}[type(node)]
             c = self
-            return self.guarded(lambda env: c.budget.check_size(kind([e(env) for e in elts]), node), node)
+            if kind is set:
+                return self.guarded(
+                    lambda env: c.budget.made(set(hash_guard(c.budget, [e(env) for e in elts], node)), node), node)
+            return self.guarded(lambda env: c.budget.made(kind([e(env) for e in elts]), node), node)
         if isinstance(node, ast.Dict):
             pairs = [(self.expr(k), self.expr(v)) for k, v in zip(node.keys, node.values)]
             c = self
-            return self.guarded(lambda env: c.budget.check_size({k(env): v(env) for k, v in pairs}, node), node)
+
+            def dict_(env):
+                items = [(k(env), v(env)) for k, v in pairs]
+                hash_guard(c.budget, [k for k, _ in items], node)
+                return c.budget.made(dict(items), node)
+            return self.guarded(dict_, node)
         if isinstance(node, ast.Subscript):
             container, key = self.expr(node.value), self.expr(node.slice)
-            return self.guarded(lambda env: container(env)[key(env)], node)
+            c = self
+
+            def subscript(env):
+                obj, k = container(env), key(env)
+                tk = type(k)
+                if tk is tuple and not _NESTED_SET.isdisjoint(map(type, k)):
+                    c.budget.measure(k, node)  # hashed
+                value = obj[k]
+                if tk is slice and type(value) in SIZED:
+                    c.budget.made(value, node)  # a slice is a copy
+                return value
+            return self.guarded(subscript, node)
         if isinstance(node, ast.Slice):
             parts = [self.expr(p) if p is not None else (lambda env: None) for p in (node.lower, node.upper, node.step)]
             return lambda env: slice(parts[0](env), parts[1](env), parts[2](env))
@@ -388,7 +428,7 @@ class Compiler:
             parts = [self.formatted(v) if isinstance(v, ast.FormattedValue) else (lambda env, s=str(v.value): s)
                      for v in node.values]
             c = self
-            return lambda env: c.budget.check_size("".join([p(env) for p in parts]), node)
+            return lambda env: c.budget.made("".join([p(env) for p in parts]), node)
         if isinstance(node, ast.FormattedValue):
             return self.formatted(node)
         return self.refuse(node, f"'{type(node).__name__}' is not supported")
@@ -446,13 +486,16 @@ class Compiler:
 
     def compare(self, node: ast.Compare) -> Fn:
         left = self.expr(node.left)
-        rest = [(_CMPOPS[type(op)], self.expr(c)) for op, c in zip(node.ops, node.comparators)]
+        rest = [(_CMPOPS[type(op)], type(op), self.expr(c)) for op, c in zip(node.ops, node.comparators)]
+        c = self
 
         def run(env):
             a = left(env)
             try:
-                for op, comp in rest:
+                for op, kind, comp in rest:
                     b = comp(env)
+                    if type(a) in _NESTED or type(b) in _NESTED or type(b) is range:
+                        compare_guard(c.budget, kind, a, b, node)
                     if not op(a, b):
                         return False
                     a = b
@@ -476,11 +519,13 @@ class Compiler:
                 if len(num) > 7 or int(num) > limit:
                     raise LimitExceeded("max_string", limit, f"format width {num} exceeds the limit max_string",
                                         where=loc(node))
+            if type(v) in _NESTED:
+                c.budget.measure(v, node, text=True)
             try:
                 text = format(conversion(v) if conversion else v, s)
             except Exception as exc:  # noqa: BLE001
                 raise self.wrap(exc, node) from None
-            return self.budget.check_size(text, node)
+            return c.budget.check_size(text, node)  # a part: the whole f-string is counted (made) once
         return run
 
     def binop_fn(self, op: ast.operator, node: ast.AST) -> Callable[[Any, Any], Any]:
@@ -495,31 +540,14 @@ class Compiler:
         kind = type(op)
 
         def run(left, right):
-            lim = c.limits
-            if kind is ast.Mult:
-                _check_repeat(left, right, lim, node)
-            elif kind is ast.Add:
-                if isinstance(left, (str, list, tuple)) and type(left) is type(right):
-                    limit, name = (lim.max_string, "max_string") if isinstance(left, str) else (lim.max_collection,
-                                                                                               "max_collection")
-                    if len(left) + len(right) > limit:
-                        raise LimitExceeded(name, limit, f"result of {len(left) + len(right)} elements exceeds the "
-                                                         f"limit {name}", where=loc(node))
-            elif kind is ast.Mod and isinstance(left, str):
-                raise RuntimeProgramError("'%' string formatting is not allowed", hint="use an f-string",
-                                          where=loc(node))
-            elif kind is ast.Pow and isinstance(left, int) and isinstance(right, int) and abs(left) > 1 and right > 0:
-                bits = right * math.log2(abs(left))
-                if bits > lim.max_int_bits:
-                    raise LimitExceeded("max_int_bits", lim.max_int_bits,
-                                        f"{left} ** {right} would need about {bits:.0f} bits; the limit max_int_bits "
-                                        f"is {lim.max_int_bits}", where=loc(node))
+            if kind in PRECHECKED:
+                precheck_binop(kind, left, right, c.limits, node)
             try:
                 result = fn(left, right)
             except Exception as exc:  # noqa: BLE001
                 raise self.wrap(exc, node) from None
             if isinstance(result, SIZED) or type(result) is int:
-                c.budget.check_size(result, node)
+                c.budget.made(result, node)
             return result
         return run
 
@@ -550,25 +578,21 @@ class Compiler:
                     if all(c(inner) for c in conds):
                         loop(i + 1)
 
-            loop(0)
-            if is_dict:
-                return dict(results)
-            if isinstance(node, ast.SetComp):
+            try:
+                loop(0)
+            except RuntimeError as exc:  # e.g. "dictionary changed size during iteration"
+                raise c.wrap(exc, node) from None
+            budget = c.budget
+            if is_dict or isinstance(node, ast.SetComp):
+                hash_guard(budget, [k for k, _ in results] if is_dict else results, node)
                 try:
-                    return set(results)
-                except Exception as exc:  # noqa: BLE001
+                    return budget.made((dict if is_dict else set)(results), node)
+                except VistraceError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - e.g. an unhashable key
                     raise self.wrap(exc, node) from None
-            return results
+            return budget.made(results, node)
         return run
-
-def _check_repeat(left, right, lim, node) -> None:
-    seq, n = (left, right) if isinstance(left, (str, list, tuple)) else (right, left)
-    if isinstance(seq, (str, list, tuple)) and isinstance(n, int):
-        size = len(seq) * max(n, 0)
-        limit, name = (lim.max_string, "max_string") if isinstance(seq, str) else (lim.max_collection, "max_collection")
-        if size > limit:
-            raise LimitExceeded(name, limit, f"repetition would make {size} elements; the limit {name} is {limit}",
-                                where=loc(node))
 
 
 def _as_load(target: ast.expr) -> ast.expr:

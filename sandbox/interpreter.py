@@ -108,7 +108,7 @@ class Interpreter:
         if prog.style == "function":
             value = self.call_function(prog.entry.name, [], dict(inputs), prog.entry, check_types=True)
             self.drain()
-            return Outcome(resolve(value), prog.style, printed=self.printed)
+            return Outcome(self.bounded(resolve(value), prog.entry), prog.style, printed=self.printed)
         missing = [i.name for i in prog.inputs if i.name not in inputs]
         if missing:
             raise InputError(f"the program needs input{'s' if len(missing) > 1 else ''} "
@@ -129,7 +129,13 @@ class Interpreter:
             value = self.result
         else:
             value = next((env[n] for n in RESULT_NAMES if n in env), last)
-        return Outcome(resolve(value), prog.style, printed=self.printed)
+        return Outcome(self.bounded(resolve(value), prog.tree.body[-1] if prog.tree.body else None), prog.style,
+                       printed=self.printed)
+
+    def bounded(self, value: Any, node: ast.AST | None) -> Any:
+        """The result goes on to be summarized, serialized and hashed: refuse one too big to walk."""
+        self.budget.measure(value, node)
+        return value
 
     def run_vpeval(self, stmts: list[tuple[ast.stmt, Fn]], env: dict) -> Outcome:
         """Run every module; a module that errors counts as failed and is reported, never dropped."""
@@ -211,6 +217,12 @@ class Interpreter:
             return None
         except Return as r:
             return r.value
+        except RecursionError:
+            # Python's own stack ran out first (calls within max_call_depth, each nesting expressions within
+            # max_nesting): a limit all the same.  Raised again from a shallower call if there is no room here.
+            raise LimitExceeded("max_call_depth", self.limits.max_call_depth,
+                                "calls and the expressions inside them nest too deeply for the interpreter's stack "
+                                "(limits max_call_depth and max_nesting)", where=loc(node)) from None
         finally:
             self.budget.leave_call()
 
@@ -262,6 +274,8 @@ class Interpreter:
             if callable(value) and not call and not hasattr(value, "summary"):
                 raise RuntimeProgramError(f"'{name}' is a method of {type(obj).__name__}; call it: .{name}()",
                                           where=loc(node))
+            if type(value) in (list, dict, set):  # values are immutable: a field's container is handed out as a copy
+                value = self.budget.made(value.copy(), node)
             return value
         methods = SAFE_METHODS.get(type(obj))
         if methods is not None and call and name in methods:
@@ -276,9 +290,9 @@ class Interpreter:
         """VisProg's EVAL: the expression string is parsed and run by this interpreter, never by eval()."""
         if not isinstance(text, str):
             raise RuntimeProgramError("EVAL needs a string expression", where=loc(node))
-        tree, translated, err = translate_eval(text)
+        tree, translated, err = translate_eval(text, self.limits.max_nesting)
         if err:
-            raise RuntimeProgramError(err, hint=f"translated expression: {translated}", where=loc(node))
+            raise RuntimeProgramError(err, hint=f"translated expression: {translated[:200]}", where=loc(node))
         fn = self.compiler.evals.get(translated)
         if fn is None:
             fn = self.compiler.evals[translated] = self.compiler.expr(tree.body)
@@ -288,8 +302,8 @@ class Interpreter:
             value = resolve(value)
             if isinstance(value, str) and value.strip().lower() in ("yes", "no"):
                 value = value.strip().lower() == "yes"
-            elif isinstance(value, str) and value.strip().isdecimal():
-                value = int(value.strip())
+            elif isinstance(value, str) and len(value) <= 1000 and value.strip().isdecimal():
+                value = int(value.strip())  # (as int(): longer digit strings stay strings, see builtins)
             view[key] = value
         try:
             return fn(view)

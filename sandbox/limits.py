@@ -7,6 +7,12 @@ from dataclasses import asdict, dataclass, fields
 
 from vistrace.errors import LimitExceeded, Location
 
+_NESTED = (list, tuple, dict, set, frozenset)
+_NESTED_SET = frozenset(_NESTED)
+# approximate bytes per element of what a program makes (CPython, 64-bit), for max_memory
+_ELEMENT_BYTES = {str: 1, list: 8, tuple: 8, dict: 100, set: 60, frozenset: 60}
+_CLOCK_WORK = 1 << 16  # elements walked (see Budget.measure) between two reads of the clock
+
 
 def _where(at) -> Location | None:
     if at is None or isinstance(at, Location):
@@ -28,6 +34,9 @@ class Limits:
     max_call_depth: int = 32          # nesting of calls to program-defined functions
     max_nesting: int = 60             # syntactic nesting depth of the program
     max_source_chars: int = 200_000   # size of the program text
+    # approximate bytes of the strings, collections and integers a run makes, counted as they are made
+    # (not given back when freed): it bounds memory use, and quadratic copying, without the OS's help
+    max_memory: int = 1_000_000_000
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -65,6 +74,11 @@ class Budget:
         self._deadline = self.started + limits.max_seconds
         self._max_steps = limits.max_steps
         self._max_tool_calls = limits.max_tool_calls
+        self._max_int_bits, self._max_string = limits.max_int_bits, limits.max_string
+        self._max_collection, self._max_memory = limits.max_collection, limits.max_memory
+        self.memory = 0         # approximate bytes made so far (max_memory)
+        self.work = 0           # elements walked by measure() so far
+        self._next_clock = _CLOCK_WORK
 
     def _exceeded(self, limit: str, value, message: str, where=None):
         raise LimitExceeded(limit, value, message, where=_where(where))
@@ -120,6 +134,101 @@ class Budget:
 
     def leave_call(self) -> None:
         self.call_depth -= 1
+
+    def made(self, value, where=None):
+        """``check_size`` for a value just made, counting its approximate bytes towards max_memory.
+
+        On every operator's result: the common cases take no further call.
+        """
+        t = type(value)
+        if t is int:
+            bits = value.bit_length()
+            if bits > self._max_int_bits:
+                self.check_size(value, where)
+            if bits > 64:  # small integers are cheap (and mostly shared)
+                self.memory += 28 + (bits >> 3)
+        elif t is str:
+            n = len(value)
+            if n > self._max_string:
+                self.check_size(value, where)
+            self.memory += 64 + n
+        else:
+            n = len(value)
+            if n > self._max_collection:
+                self.check_size(value, where)
+            self.memory += 64 + n * _ELEMENT_BYTES.get(t, 8)
+        if self.memory > self._max_memory:
+            self.alloc(0, where)
+        return value
+
+    def alloc(self, nbytes: int, where=None) -> None:
+        """Count ``nbytes`` more towards max_memory."""
+        self.memory += nbytes
+        if self.memory > self.limits.max_memory:
+            self._exceeded("max_memory", self.limits.max_memory,
+                           f"the program made more than {self.limits.max_memory} bytes of strings and collections "
+                           "(limit max_memory)", where)
+
+    def measure(self, value, where=None, text: bool = False) -> int:
+        """Refuse, before Python walks it in C (where neither a limit nor the clock can stop it), a value
+        that one comparison, hash or (``text``) conversion to text would walk too far.
+
+        Elements are counted as Python visits them: a list held 1000 times counts 1000 times, so a
+        small program cannot build a value that takes hours to compare or terabytes to print.  The
+        walk stops at 10 x max_collection elements (max_string characters for text) and at a nesting
+        of 4 x max_nesting (deeper tuples crash CPython's hash); returns the count and charges it to
+        the clock.
+        """
+        t = type(value)
+        if t not in _NESTED:
+            return len(value) if text and t is str else 1
+        if not text and t is not dict and _NESTED_SET.isdisjoint(map(type, value)):
+            n = len(value) + 1  # flat (no container inside): the walk below would count just this
+            if n > 10 * self._max_collection:
+                self._exceeded("max_collection", self._max_collection,
+                               f"a value of {n} elements would be compared or hashed (limit max_collection)", where)
+            self.charge(n, where)
+            return n
+        lim = self.limits
+        cap, limit = (lim.max_string, "max_string") if text else (10 * lim.max_collection, "max_collection")
+        max_depth = 4 * lim.max_nesting
+        total = 0
+        stack = [(value, 1)]
+        while stack:
+            v, depth = stack.pop()
+            if depth > max_depth:
+                self._exceeded("max_nesting", lim.max_nesting,
+                               f"a value nests deeper than {max_depth} levels (4 x max_nesting)", where)
+            tv = type(v)
+            items = (*v.keys(), *v.values()) if tv is dict else v
+            total += 1 + len(items)
+            if total > cap:
+                break
+            kinds = set(map(type, items))  # at C speed: most values hold no containers at all
+            if kinds.isdisjoint(_NESTED) and not (text and str in kinds):
+                continue
+            for x in items:
+                tx = type(x)
+                if tx in _NESTED:
+                    stack.append((x, depth + 1))
+                elif text and tx is str:
+                    total += len(x)
+            if total > cap:
+                break
+        if total > cap:
+            what = "written as text" if text else "compared or hashed"
+            self._exceeded(limit, lim.max_string if text else lim.max_collection,
+                           f"a value of more than {cap} {'characters' if text else 'elements'} (shared parts "
+                           f"counted each time) would be {what} (limit {limit})", where)
+        self.charge(total, where)
+        return total
+
+    def charge(self, work: int, where=None) -> None:
+        """Count work done inside one operation; the clock is read every few ten thousand elements."""
+        self.work += work
+        if self.work >= self._next_clock:
+            self._next_clock = self.work + _CLOCK_WORK
+            self.check_time(where)
 
     def check_size(self, value, where=None):
         """Reject strings, collections and integers past their limits; returns the value."""

@@ -209,7 +209,7 @@ def _function_inputs(fn: ast.FunctionDef) -> list[InputSpec]:
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def translate_eval(expr: str) -> tuple[ast.Expression | None, str, str | None]:
+def translate_eval(expr: str, max_nesting: int = Limits.max_nesting) -> tuple[ast.Expression | None, str, str | None]:
     """Turn a VisProg EVAL string such as ``"'yes' if {ANSWER0} > 0 else 'no'"`` into an expression tree.
 
     ``{NAME}`` placeholders become variable reads and VisProg's ``xor`` becomes ``!=`` (VisProg's own
@@ -221,4 +221,8 @@ def translate_eval(expr: str) -> tuple[ast.Expression | None, str, str | None]:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
         return None, text, f"EVAL expression is not valid: {exc.msg}"
+    except (RecursionError, MemoryError):
+        return None, text, "EVAL expression nests too deeply to parse"
+    if node_depth(tree, max_nesting) > max_nesting:  # the program's own nesting limit applies inside the string
+        return None, text, f"EVAL expression nests deeper than {max_nesting} levels (limit max_nesting)"
     return tree, text, None

@@ -83,6 +83,8 @@ SAFE_METHODS: dict[type, frozenset[str]] = {
 
 # Methods that grow a container in place: the interpreter checks sizes after them.
 GROWING_METHODS = frozenset({"append", "extend", "insert", "update", "setdefault", "add"})
+# Methods that compare the container's elements with each other or with an argument.
+COMPARING_METHODS = frozenset({"sort", "index", "count", "remove"})
 
 
 def node_depth(tree: ast.AST, limit: int) -> int:

@@ -177,16 +177,24 @@ def coerce_inputs(prog, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(program, /, *, registry=None, limits=None, parallel: int = 1, cache: Any = True,
-        name: str | None = None, on_step: Callable[[Any], None] | None = None, **inputs: Any) -> Run:
+        name: str | None = None, on_step: Callable[[Any], None] | None = None, isolate: Any = False,
+        **inputs: Any) -> Run:
     """Parse, check and run ``program`` (text or path) on ``inputs``.
 
     Raises :class:`ProgramError` (with ``.problems``) when the program is rejected and
     :class:`InputError` for bad inputs; a failure while running is kept in ``Run.error`` with the
     trace so far.  ``cache=True`` uses the on-disk result cache, ``False`` none, or pass a ResultCache.
     ``on_step`` is called with each step's record (a ``StepRecord``) as soon as the step finishes or fails.
+    ``isolate=True`` (or an :class:`~vistrace.sandbox.isolate.Isolation` with other limits) runs the
+    program in a worker process with OS resource limits; the tools still run here (docs/isolation.md).
     """
     from vistrace.sandbox import Interpreter
 
+    isolation = None
+    if isolate is not False and isolate is not None:
+        from vistrace.sandbox.isolate import Isolation
+
+        isolation = Isolation.of(isolate)
     reg = _registry(registry)
     prog, _ = parse_and_check(program, reg, limits, name)
     values = coerce_inputs(prog, inputs)
@@ -195,15 +203,22 @@ def run(program, /, *, registry=None, limits=None, parallel: int = 1, cache: Any
     recorder.set_inputs(values)
     if limits is not None:
         recorder.trace.limits = limits.to_json()
+    if isolation is not None:
+        recorder.trace.isolation = isolation.to_json()
     if cache is True:
         from .trace.cache import ResultCache
 
         cache = ResultCache()
     elif cache is False:
         cache = None
-    interp = Interpreter(prog, reg, Dispatcher(reg, recorder, cache), limits, parallel)
+    dispatcher = Dispatcher(reg, recorder, cache)
     try:
-        outcome = interp.run(values)
+        if isolation is None:
+            outcome = Interpreter(prog, reg, dispatcher, limits, parallel).run(values)
+        else:
+            from vistrace.sandbox.isolate import run_isolated
+
+            outcome = run_isolated(prog, reg, dispatcher, values, limits, parallel, isolation)
     except InputError:
         raise
     except VistraceError as exc:

@@ -86,6 +86,10 @@ def run(
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS",
                                           help="run the expert tools on this `vistrace serve` host, e.g. "
                                                "http://gpu-box:8765 (token: $VISTRACE_EXPERTS_TOKEN)"),
+    isolate: bool = typer.Option(False, "--isolate/--no-isolate",
+                                 help="run the program in a worker process with OS limits (memory, CPU, files, "
+                                      "empty environment, scratch directory); the tools still run in this "
+                                      "process. See docs/isolation.md"),
 ) -> None:
     """Run a program; print its result and write the run folder (trace.json, report.html, artifacts/)."""
     from .api import Run, parse_and_check, run as run_program
@@ -103,7 +107,7 @@ def run(
 
             registry = remote_registry(experts)
         result: Run = run_program(prog.source, registry=registry, limits=limits, parallel=parallel,
-                                  cache=not no_cache, name=prog.name, **inputs)
+                                  cache=not no_cache, name=prog.name, isolate=isolate, **inputs)
     except ProgramError as exc:
         _print_problems(exc.problems, _console(stderr=True))
         if not exc.problems:

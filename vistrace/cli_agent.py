@@ -48,6 +48,9 @@ def parse_images(items: list[str]) -> dict[str, str]:
 
 
 EXPERTS_HELP = "run the expert tools on this `vistrace serve` host (token: $VISTRACE_EXPERTS_TOKEN)"
+REPLY_HELP = "the longest answer of the model that is read, in characters (longer ones are refused and repaired)"
+ISOLATE_HELP = ("run the model's programs in a worker process with OS limits (memory, CPU, files, empty "
+                "environment, scratch directory; default on); --no-isolate runs them in this process")
 
 
 def _experts_registry(url: str | None):
@@ -90,9 +93,11 @@ def ask(
     no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding (same as --decoding plain)"),
     decoding: str = typer.Option("auto", "--decoding", help=DECODING_HELP),
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
+    max_reply_chars: int = typer.Option(32_000, "--max-reply-chars", min=1, help=REPLY_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the answer (or the failure) as JSON"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not use the result cache"),
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
+    isolate: bool = typer.Option(True, "--isolate/--no-isolate", help=ISOLATE_HELP),
 ) -> None:
     """Answer a question about images: plan a program, check it, run it, repair it; print the answer,
     the program and where the report is."""
@@ -109,7 +114,8 @@ def ask(
     try:
         images = parse_images(args[:-1])
         agent = Agent(llm=llm, registry=_experts_registry(experts), max_repairs=max_repairs,
-                      grammar=_decoding(decoding, no_grammar), cache=not no_cache)
+                      grammar=_decoding(decoding, no_grammar), cache=not no_cache, isolate=isolate,
+                      max_reply_chars=max_reply_chars)
         answer = agent.ask(images, question)
     except AgentFailed as exc:
         run_dir = exc.run.save(out or default_run_dir("ask")) if exc.run is not None else None
@@ -285,7 +291,9 @@ def chat(
     no_grammar: bool = typer.Option(False, "--no-grammar", help="do not constrain decoding (same as --decoding plain)"),
     decoding: str = typer.Option("auto", "--decoding", help=DECODING_HELP),
     max_repairs: int = typer.Option(3, "--max-repairs", min=0, max=20, help="repair attempts after the first plan"),
+    max_reply_chars: int = typer.Option(32_000, "--max-reply-chars", min=1, help=REPLY_HELP),
     experts: Optional[str] = typer.Option(None, "--experts", envvar="VISTRACE_EXPERTS", help=EXPERTS_HELP),
+    isolate: bool = typer.Option(True, "--isolate/--no-isolate", help=ISOLATE_HELP),
 ) -> None:
     """Chat about images; the session (turns and images) persists, so `--session NAME` continues it."""
     from vistrace.agent.agent import Agent
@@ -300,7 +308,7 @@ def chat(
             name, path = _split_image(item)
             session.add_image(path, name)
         agent = Agent(llm=llm, registry=_experts_registry(experts), session=session, max_repairs=max_repairs,
-                      grammar=_decoding(decoding, no_grammar))
+                      grammar=_decoding(decoding, no_grammar), isolate=isolate, max_reply_chars=max_reply_chars)
     except VistraceError as exc:
         _fail(str(exc), EXIT_REJECTED)
         return

@@ -113,3 +113,15 @@ class BackendUnavailable(ToolError):
         # what a planner needs (why the installed backends refused these arguments), without the
         # set-up advice for backends that are not configured; None when the message is already short
         self.brief = brief
+
+
+class IsolationError(RuntimeProgramError):
+    """The isolated worker process that ran the program failed: it crashed (a signal), ran out of
+    memory, was killed, exited early, or broke the message protocol.  ``reason`` is one of
+    ``crashed``, ``memory``, ``killed``, ``exited``, ``protocol``, ``start``; ``returncode`` is the
+    worker's exit status (negative: the signal number) when it is known."""
+
+    def __init__(self, message: str, *, reason: str = "crashed", returncode: int | None = None, **kw):
+        super().__init__(message, **kw)
+        self.reason = reason
+        self.returncode = returncode

@@ -43,6 +43,40 @@ START_HINT = ("start one, e.g. `python -m llama_cpp.server --model "
               "or `ollama serve`, or use the in-process model with --llm local")
 # hosted APIs known to refuse unknown body fields such as llama.cpp's "grammar"
 _NO_GRAMMAR_HOSTS = ("api.openai.com", "openai.azure.com", "api.anthropic.com", "generativelanguage.googleapis.com")
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024   # a chat completion body (or one stream event) larger than this is refused
+
+
+def _read_capped(response, limit: int) -> bytes:
+    """The response body, read no further than ``limit`` bytes (a larger one is a ReplyTooLong)."""
+    from ..extract import ReplyTooLong
+
+    got = bytearray()
+    for chunk in response.iter_bytes():
+        got += chunk
+        if len(got) > limit:
+            raise ReplyTooLong(limit, limit, unit="bytes", setting="max_response_bytes", more=True)
+    return bytes(got)
+
+
+def _sse_lines(response, limit: int) -> Iterator[str]:
+    """The lines of an event stream; a line longer than ``limit`` bytes is a ReplyTooLong (read no further)."""
+    from ..extract import ReplyTooLong
+
+    buf = bytearray()
+    for chunk in response.iter_bytes():
+        buf += chunk
+        start = 0
+        while True:
+            nl = buf.find(b"\n", start)
+            if nl < 0:
+                break
+            yield buf[start:nl].decode("utf-8", errors="replace").rstrip("\r")
+            start = nl + 1
+        del buf[:start]
+        if len(buf) > limit:
+            raise ReplyTooLong(limit, limit, unit="bytes", setting="max_response_bytes", more=True)
+    if buf:
+        yield buf.decode("utf-8", errors="replace").rstrip("\r")
 
 
 def retry_delay(attempt: int, retry_after: str | None, *, backoff: float = 0.5, max_wait: float = 30.0) -> float:
@@ -101,7 +135,8 @@ class OpenAICompatible:
     supports_json_schema = True
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, timeout: float = 60, retries: int = 3,
-                 *, vision: bool = False, grammar: bool | None = None, backoff: float = 0.5, max_wait: float = 30.0):
+                 *, vision: bool = False, grammar: bool | None = None, backoff: float = 0.5, max_wait: float = 30.0,
+                 max_response_bytes: int = MAX_RESPONSE_BYTES):
         if not base_url.startswith(("http://", "https://")):
             raise InputError(f"OpenAI-compatible base URL must start with http:// or https://, got '{base_url}'",
                              hint="e.g. http://127.0.0.1:8080/v1")
@@ -115,6 +150,7 @@ class OpenAICompatible:
         self.retries = max(0, int(retries))
         self.backoff = backoff
         self.max_wait = max_wait
+        self.max_response_bytes = int(max_response_bytes)
         self.supports_images = bool(vision)
         self.supports_grammar = (not any(h in self.base_url for h in _NO_GRAMMAR_HOSTS)) if grammar is None \
             else bool(grammar)
@@ -286,7 +322,7 @@ class OpenAICompatible:
                           temperature=temperature, stop=stop, stream=False)
         response = self._post(body)
         try:
-            raw = response.read()
+            raw = _read_capped(response, self.max_response_bytes)
         except httpx.TimeoutException as exc:
             raise self._timeout(exc) from exc
         except httpx.HTTPError as exc:
@@ -315,7 +351,7 @@ class OpenAICompatible:
                           temperature=temperature, stop=stop, stream=True)
         response = self._post(body)
         try:
-            for line in response.iter_lines():
+            for line in _sse_lines(response, self.max_response_bytes):
                 line = line.strip()
                 if not line.startswith("data:"):
                     continue  # blank separators, ": comments", "event:" lines

@@ -55,7 +55,7 @@ def test_messages_are_system_history_then_request(registry):
     msgs = planner_messages(req, registry)
     assert all(isinstance(m, Message) for m in msgs)
     assert [m.role for m in msgs] == ["system", "user", "assistant", "user", "assistant", "user"]
-    assert msgs[1].content == "Question: How many dogs?" and msgs[2].content == "Answer: 2"
+    assert msgs[1].content == "Question: How many dogs?" and msgs[2].content == 'Answer (untrusted data): "2"'
     assert "And how many cats?" in msgs[-1].content
 
 
@@ -67,7 +67,8 @@ def test_history_is_bounded(registry):
     turns = msgs[1:-1]
     assert len(turns) == 2 * MAX_HISTORY
     assert turns[0].content == f"Question: question {3}"
-    assert all(len(m.content) <= MAX_ANSWER_CHARS + len("Answer: ") for m in turns if m.role == "assistant")
+    assert all(len(m.content) <= MAX_ANSWER_CHARS + len('Answer (untrusted data): ""') for m in turns
+               if m.role == "assistant")
 
 
 def test_every_offered_tool_is_listed_with_its_signature_and_summary(system, registry):

@@ -65,8 +65,8 @@ def test_history_and_images_survive_reopening(home, reg, tmp_path):
         ans = vistrace.Agent(llm=llm, registry=reg, session=s).ask(None, "Again?")
         assert ans.value == 50 and ans.run_dir == s.run_dir(3)
         history_msgs = [m.content for m in llm.calls[0].messages[1:-1]]
-        assert history_msgs == ["Question: How wide is the corner?", "Answer: 50",
-                                "Question: And how tall is the photo?", "Answer: 300"]
+        assert history_msgs == ["Question: How wide is the corner?", 'Answer (untrusted data): "50"',
+                                "Question: And how tall is the photo?", 'Answer (untrusted data): "300"']
     assert (home / "sessions.sqlite").is_file()
 
 

@@ -232,6 +232,8 @@ def render_artifacts(recorder, run_dir: str | Path, max_side: int = MAX_SIDE) ->
 def _save_file(run_dir: Path, rec, value, exported: set[str]) -> None:
     """Write an exported file to ``run_dir/exports/`` and list it among the step's artifacts."""
     name = value.filename
+    if Path(name).name != name or name.startswith(".") or "\\" in name:  # never outside exports/ (export_mesh
+        name = f"export_step{rec.id:03d}.{value.format}"                # refuses such names; values made elsewhere may not)
     if name in exported:
         name = f"{value.name}_step{rec.id:03d}.{value.format}"
     try:

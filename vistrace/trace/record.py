@@ -58,6 +58,7 @@ class Trace(BaseModel):
     started_at: str = ""
     duration_s: float = 0.0
     limits: dict[str, Any] = Field(default_factory=dict)
+    isolation: dict[str, Any] | None = None  # the worker's OS limits when the program ran isolated (docs/isolation.md)
 
     def comparable(self) -> dict[str, Any]:
         """The parts of a trace that must be identical when a run is replayed (no timings, no cache flags)."""
