@@ -59,6 +59,43 @@ class Backend(ABC):
                 "available": a.ok, "reason": a.reason, "fix": a.fix}
 
 
+class WrappedBackend(Backend):
+    """A backend standing in for ``inner`` (batched, or answered elsewhere): the same tool, name,
+    priority, model, version, availability and vocabulary; subclasses say how in ``how`` (added to
+    the reason for choosing it) and ``extra`` (added to ``describe()``), and implement ``run``."""
+
+    def __init__(self, inner: Backend):
+        self.inner = inner
+        self.tool, self.name, self.priority = inner.tool, inner.name, inner.priority
+
+    @property
+    def model(self) -> str:  # type: ignore[override]
+        return self.inner.model
+
+    @property
+    def version(self) -> str:  # type: ignore[override]
+        return self.inner.version
+
+    def how(self) -> str:
+        return ""
+
+    def extra(self) -> dict[str, Any]:
+        return {}
+
+    def availability(self) -> Availability:
+        return self.inner.availability()
+
+    def suits(self, args: dict[str, Any]) -> tuple[bool, str]:
+        ok, why = self.inner.suits(args)
+        return ok, f"{why} ({self.how()})" if self.how() else why
+
+    def vocabulary(self) -> dict[str, tuple[str, ...]]:
+        return self.inner.vocabulary()
+
+    def describe(self) -> dict[str, Any]:
+        return {**self.inner.describe(), **self.extra()}
+
+
 def accepts(backend: Backend, name: str) -> bool:
     """Whether ``backend.run`` names the parameter ``name`` (a ``**kwargs`` catch-all does not count).
 

@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from vistrace.tools.backends import Backend
+from vistrace.tools.backends import Backend, WrappedBackend
 
 
 @dataclass(frozen=True)
@@ -32,36 +32,20 @@ def _key(args: dict[str, Any]) -> str:
     return json.dumps({k: v for k, v in sorted(args.items())}, default=repr, sort_keys=True)
 
 
-class BatchingBackend(Backend):
+class BatchingBackend(WrappedBackend):
     """A backend whose single calls are grouped into ``run_batch`` calls (see the module docstring)."""
 
     def __init__(self, inner: Backend, config: BatchConfig, on_batch: Callable[[str, int], None] | None = None):
-        self.inner, self.config, self.on_batch = inner, config, on_batch
-        self.tool, self.name, self.priority = inner.tool, inner.name, inner.priority
+        super().__init__(inner)
+        self.config, self.on_batch = config, on_batch
         self._queues: dict[str, list[tuple[Any, Future]]] = {}
         self._lock = threading.Lock()
 
-    @property
-    def model(self) -> str:  # type: ignore[override]
-        return self.inner.model
+    def how(self) -> str:
+        return f"batched up to {self.config.max_batch}, {self.config.max_wait_ms:g} ms"
 
-    @property
-    def version(self) -> str:  # type: ignore[override]
-        return self.inner.version
-
-    def availability(self):
-        return self.inner.availability()
-
-    def suits(self, args: dict[str, Any]) -> tuple[bool, str]:
-        ok, why = self.inner.suits(args)
-        return ok, f"{why} (batched up to {self.config.max_batch}, {self.config.max_wait_ms:g} ms)"
-
-    def vocabulary(self):
-        return self.inner.vocabulary()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "batching": {"max_batch": self.config.max_batch,
-                                                      "max_wait_ms": self.config.max_wait_ms}}
+    def extra(self) -> dict[str, Any]:
+        return {"batching": {"max_batch": self.config.max_batch, "max_wait_ms": self.config.max_wait_ms}}
 
     def run(self, image=None, **args: Any) -> Any:
         if image is None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Callable
 
 from vistrace.errors import InputError, ToolError, VistraceError
-from vistrace.tools.backends import Availability, Backend, accepts
+from vistrace.tools.backends import Backend, WrappedBackend, accepts
 
 from .wire import pack, unpack
 
@@ -176,12 +176,12 @@ def _reraise(err: dict[str, Any], backend: str) -> None:
     raise RayBackendError(f"backend {backend} failed in its ray replica: {err.get('type')}: {message}")
 
 
-class RayBackend(Backend):
+class RayBackend(WrappedBackend):
     """The front door's stand-in for a backend deployed on Ray: same name, model and vocabulary."""
 
     def __init__(self, inner: Backend, handle: Any, timeout_s: float):
-        self.inner, self.handle, self.timeout_s = inner, handle, timeout_s
-        self.tool, self.name, self.priority = inner.tool, inner.name, inner.priority
+        super().__init__(inner)
+        self.handle, self.timeout_s = handle, timeout_s
         sig = inspect.signature(inner.run)
 
         def run(**args: Any) -> Any:
@@ -191,26 +191,11 @@ class RayBackend(Backend):
         run.__signature__ = sig  # type: ignore[attr-defined]
         self.run = run  # type: ignore[method-assign]
 
-    @property
-    def model(self) -> str:  # type: ignore[override]
-        return self.inner.model
+    def how(self) -> str:
+        return f"on ray deployment {app_name(self.inner)}"
 
-    @property
-    def version(self) -> str:  # type: ignore[override]
-        return self.inner.version
-
-    def availability(self) -> Availability:
-        return self.inner.availability()
-
-    def suits(self, args: dict[str, Any]) -> tuple[bool, str]:
-        ok, why = self.inner.suits(args)
-        return ok, f"{why} (on ray deployment {app_name(self.inner)})"
-
-    def vocabulary(self):
-        return self.inner.vocabulary()
-
-    def describe(self) -> dict[str, Any]:
-        return {**self.inner.describe(), "ray": {"application": app_name(self.inner)}}
+    def extra(self) -> dict[str, Any]:
+        return {"ray": {"application": app_name(self.inner)}}
 
     def run(self, **args: Any) -> Any:  # replaced per instance in __init__ (keeps the inner signature)
         return self._call(args)
